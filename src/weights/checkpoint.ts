@@ -1,0 +1,105 @@
+// A checkpoint folder as Hugging Face lays it out: `config.json` plus either one `*.safetensors` file or shards
+// listed in `*.safetensors.index.json` (weight_map: tensor name → shard file). Opening one reads only headers;
+// tensors are fetched one at a time, so the same code serves a 96-pixel test model and the 25 GB transformer.
+
+import { readHeader, readTensorBytes, toFloat32, viewAs, type ByteSource, type SafetensorsHeader, type TensorData, type TensorInfo } from './safetensors.ts';
+
+/** Opens a file of the checkpoint folder by its relative name; throws CheckpointFileMissing if absent. */
+export type FolderSource = (file: string) => Promise<ByteSource>;
+
+export class CheckpointFileMissing extends Error {
+  override name = 'CheckpointFileMissing';
+  constructor(readonly file: string, where: string) {
+    super(`The model file ${file} was not found in ${where}. Check the model folder or download the model again.`);
+  }
+}
+
+export class TensorMissing extends Error {
+  override name = 'TensorMissing';
+  constructor(readonly tensor: string, where: string) {
+    super(`The checkpoint at ${where} has no tensor named ${tensor}; it is not the model this app expects.`);
+  }
+}
+
+export interface CheckpointTensor extends TensorInfo {
+  file: string;
+}
+
+export interface Checkpoint {
+  where: string;
+  config: Record<string, unknown>;
+  /** Every tensor in the checkpoint with its shard. */
+  tensors: Map<string, CheckpointTensor>;
+  files: string[];
+  source(file: string): Promise<ByteSource>;
+  header(file: string): Promise<SafetensorsHeader>;
+  /** A tensor in its stored dtype. */
+  raw(name: string): Promise<{ info: CheckpointTensor; data: TensorData }>;
+  /** A floating tensor widened to float32. */
+  f32(name: string): Promise<Float32Array>;
+}
+
+async function readJson(src: ByteSource): Promise<unknown> {
+  const bytes = await src.read(0, await src.size());
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+/**
+ * Opens a checkpoint folder. `weightsFile` names the single-file form (e.g. `model.safetensors`); the sharded
+ * form is found through `${weightsFile}.index.json` or an explicit `indexFile`.
+ */
+export async function openCheckpoint(
+  open: FolderSource,
+  where: string,
+  weightsFile: string,
+  options: { configFile?: string | null } = {},
+): Promise<Checkpoint> {
+  const configFile = options.configFile === undefined ? 'config.json' : options.configFile;
+  const config = configFile ? ((await readJson(await open(configFile))) as Record<string, unknown>) : {};
+  const stem = weightsFile.replace(/\.safetensors$/, '');
+  let files: string[];
+  let index: ByteSource | null = null;
+  try {
+    index = await open(`${stem}.safetensors.index.json`);
+  } catch (e) {
+    if (!(e instanceof CheckpointFileMissing)) throw e;
+  }
+  if (index) {
+    const map = ((await readJson(index)) as { weight_map: Record<string, string> }).weight_map;
+    files = [...new Set(Object.values(map))].sort();
+  } else {
+    files = [weightsFile];
+  }
+  const sources = new Map<string, ByteSource>();
+  const headers = new Map<string, SafetensorsHeader>();
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const file of files) {
+    const src = await open(file);
+    const header = await readHeader(src);
+    sources.set(file, src);
+    headers.set(file, header);
+    for (const t of header.tensors) tensors.set(t.name, { ...t, file });
+  }
+  const get = (name: string): CheckpointTensor => {
+    const t = tensors.get(name);
+    if (!t) throw new TensorMissing(name, where);
+    return t;
+  };
+  return {
+    where,
+    config,
+    tensors,
+    files,
+    source: async (file) => sources.get(file) ?? open(file),
+    header: async (file) => headers.get(file)!,
+    async raw(name) {
+      const info = get(name);
+      const bytes = await readTensorBytes(sources.get(info.file)!, info);
+      return { info, data: viewAs(info.dtype, bytes) };
+    },
+    async f32(name) {
+      const info = get(name);
+      return toFloat32(info.dtype, await readTensorBytes(sources.get(info.file)!, info));
+    },
+  };
+}
