@@ -1,0 +1,124 @@
+// A small graph-building API over onnxProto: values are names, ops return their output names, and weights are
+// declared as graph inputs bound to checkpoint tensors (so one compiled session serves every block of a kind,
+// and the runtime decides where each weight lives). Describing a graph never runs it.
+
+import { encodeModel, type AttributeValue, type Dim, type NodeDef, type OnnxDType, type TensorValue, type ValueInfo } from './onnxProto.ts';
+
+/** How a checkpoint tensor becomes the bytes a graph input takes. */
+export type WeightLayout =
+  | 'asis' // same shape as stored
+  | 'transpose' // [out, in] Linear weight → [in, out] for MatMul
+  | 'q4'; // [out, in] → MatMulNBits 4-bit blocks of 32 (B uint8 [out, in/32, 16] plus scales [out, in/32])
+
+export interface WeightBinding {
+  /** Graph input name. */
+  input: string;
+  /** Checkpoint tensor name; `{i}` stands for the block index when one graph serves many blocks. */
+  tensor: string;
+  /** Shape of the stored checkpoint tensor. */
+  shape: number[];
+  layout: WeightLayout;
+  /** For 'q4': which part of the quantized weight this input takes. */
+  part?: 'blocks' | 'scales';
+  /** Stored in the activation dtype (fp16 on the f16 path) unless the graph needs fp32 here. */
+  dtype: OnnxDType;
+}
+
+export interface BuiltGraph {
+  name: string;
+  bytes: Uint8Array;
+  inputs: ValueInfo[];
+  outputs: ValueInfo[];
+  weights: WeightBinding[];
+}
+
+export class Graph {
+  private nodes: NodeDef[] = [];
+  private inputs: ValueInfo[] = [];
+  private outputs: ValueInfo[] = [];
+  private initializers: TensorValue[] = [];
+  private weights: WeightBinding[] = [];
+  private counter = 0;
+  private constants = new Map<string, string>();
+  readonly opsets: Record<string, number> = { '': 21, 'com.microsoft': 1 };
+
+  constructor(readonly name: string, readonly dtype: OnnxDType = 'float32') {}
+
+  private fresh(hint: string): string {
+    return `${hint}_${this.counter++}`;
+  }
+
+  input(name: string, dtype: OnnxDType, shape: Dim[]): string {
+    this.inputs.push({ name, dtype, shape });
+    return name;
+  }
+
+  /** Declares a weight input bound to a checkpoint tensor; returns the graph value name. */
+  weight(input: string, tensor: string, storedShape: number[], layout: WeightLayout = 'asis', dtype: OnnxDType = this.dtype): string {
+    const shape =
+      layout === 'transpose' ? [storedShape[1], storedShape[0]] : layout === 'q4' ? [storedShape[0], Math.ceil(storedShape[1] / 32), 16] : storedShape;
+    this.inputs.push({ name: input, dtype: layout === 'q4' ? 'uint8' : dtype, shape });
+    this.weights.push({ input, tensor, shape: storedShape, layout, dtype: layout === 'q4' ? 'uint8' : dtype, ...(layout === 'q4' ? { part: 'blocks' as const } : {}) });
+    return input;
+  }
+
+  /** The scales input that goes with a 'q4' weight, in the activation dtype. */
+  weightScales(input: string, tensor: string, storedShape: number[]): string {
+    this.inputs.push({ name: input, dtype: this.dtype, shape: [storedShape[0] * Math.ceil(storedShape[1] / 32)] });
+    this.weights.push({ input, tensor, shape: storedShape, layout: 'q4', part: 'scales', dtype: this.dtype });
+    return input;
+  }
+
+  output(value: string, name: string, dtype: OnnxDType, shape: Dim[]): void {
+    if (value !== name) this.op('Identity', [value], {}, { name });
+    this.outputs.push({ name, dtype, shape });
+  }
+
+  /** A constant tensor; identical constants are shared. */
+  constant(values: number[] | Float32Array, dtype: OnnxDType = 'float32', dims?: number[]): string {
+    const key = `${dtype}:${dims?.join('x') ?? 'v'}:${Array.from(values).join(',')}`;
+    const cached = this.constants.get(key);
+    if (cached) return cached;
+    const name = this.fresh('const');
+    let raw: Uint8Array;
+    if (dtype === 'int64') raw = new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(v))).buffer);
+    else if (dtype === 'float32') raw = new Uint8Array(Float32Array.from(values).buffer);
+    else if (dtype === 'int32') raw = new Uint8Array(Int32Array.from(values).buffer);
+    else throw new Error(`constant: dtype ${dtype} not supported`);
+    this.initializers.push({ name, dtype, dims: dims ?? [values.length], raw });
+    this.constants.set(key, name);
+    return name;
+  }
+
+  scalar(value: number, dtype: OnnxDType = 'float32'): string {
+    if (dtype === 'float16') return this.op('Cast', [this.constant([value], 'float32', [])], { to: 10 });
+    return this.constant([value], dtype, []);
+  }
+
+  ints(values: number[]): string {
+    return this.constant(values, 'int64');
+  }
+
+  op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, options: { domain?: string; name?: string } = {}): string {
+    return this.opN(opType, inputs, 1, attributes, options)[0];
+  }
+
+  opN(opType: string, inputs: string[], outputs: number, attributes: Record<string, AttributeValue> = {}, options: { domain?: string; name?: string } = {}): string[] {
+    const base = options.name ?? this.fresh(opType.toLowerCase());
+    const outs = Array.from({ length: outputs }, (_, i) => (outputs === 1 ? base : `${base}_${i}`));
+    this.nodes.push({ opType, domain: options.domain, name: `${base}_node`, inputs, outputs: outs, attributes });
+    return outs;
+  }
+
+  build(): BuiltGraph {
+    const bytes = encodeModel({
+      name: this.name,
+      inputs: this.inputs,
+      outputs: this.outputs,
+      nodes: this.nodes,
+      initializers: this.initializers,
+      opsets: this.opsets,
+    });
+    return { name: this.name, bytes, inputs: this.inputs, outputs: this.outputs, weights: this.weights };
+  }
+}

@@ -1,0 +1,38 @@
+// Failures of the GPU that a person can act on, one class each, so the UI can say what happened and what to do.
+// They cross the worker boundary as {name, message, details} and are rebuilt by name on the other side.
+
+export class NoWebGPUError extends Error {
+  override name = 'NoWebGPUError';
+  constructor(detail = 'navigator.gpu is missing') {
+    super(
+      `This browser does not offer WebGPU (${detail}). Use a current Chrome or Edge on a machine with a GPU; ` +
+        'on Linux, Chrome needs --enable-unsafe-webgpu or the Vulkan backend enabled.',
+    );
+  }
+}
+
+export class NoAdapterError extends Error {
+  override name = 'NoAdapterError';
+  constructor() {
+    super('WebGPU is present but no GPU adapter was found. Update the graphics driver, or check that hardware acceleration is on in the browser settings.');
+  }
+}
+
+export class DeviceLostError extends Error {
+  override name = 'DeviceLostError';
+  constructor(reason: string, message: string) {
+    super(`The GPU device was lost (${reason}: ${message}). Finished sections are kept; start again to continue.`);
+  }
+}
+
+export class GpuOutOfMemoryError extends Error {
+  override name = 'GpuOutOfMemoryError';
+  constructor(what: string, bytes: number, limit?: number) {
+    const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    super(
+      `The GPU could not allocate ${mb(bytes)} for ${what}` +
+        (limit !== undefined ? ` (this device allows at most ${mb(limit)} in one buffer)` : '') +
+        '. Choose a smaller resolution or a lower memory budget, or close other GPU-heavy tabs.',
+    );
+  }
+}

@@ -1,0 +1,81 @@
+// The only module that imports onnxruntime-web. It creates sessions from graph bytes on the WebGPU execution
+// provider (sharing our GPUDevice, so our kernels and ORT's see the same buffers) or on the wasm EP (the fp32
+// CPU reference path), one at a time, and runs them. No settings are changed at import time.
+
+import * as ort from 'onnxruntime-web/webgpu';
+import type { BuiltGraph } from '../models/graph.ts';
+import type { OnnxDType } from '../models/onnxProto.ts';
+
+export type ExecutionProvider = 'wasm' | 'webgpu';
+export type OrtTensor = ort.Tensor;
+export const OrtTensorClass = ort.Tensor;
+
+export interface OrtSetup {
+  /** The device ORT must use on the WebGPU EP (ours, so buffers can be shared). */
+  device?: GPUDevice;
+  /** Where the ORT wasm files are served from (the browser build copies them); Node finds them itself. */
+  wasmPaths?: string;
+  /** wasm threads; 1 keeps the CPU path deterministic and works without cross-origin isolation. */
+  threads?: number;
+}
+
+let configured = false;
+
+/** Configures ORT once, before the first session. */
+export function setupOrt(setup: OrtSetup): void {
+  if (configured) return;
+  configured = true;
+  ort.env.wasm.numThreads = setup.threads ?? 1;
+  if (setup.wasmPaths) ort.env.wasm.wasmPaths = setup.wasmPaths;
+  if (setup.device) (ort.env.webgpu as unknown as { device: GPUDevice }).device = setup.device;
+  ort.env.logLevel = 'error';
+}
+
+export interface GraphSession {
+  graph: BuiltGraph;
+  provider: ExecutionProvider;
+  run(feeds: Record<string, ort.Tensor>, outputsOnGpu?: boolean): Promise<Record<string, ort.Tensor>>;
+  release(): Promise<void>;
+}
+
+let creating: Promise<unknown> = Promise.resolve();
+
+/** Creates a session for a built graph. Sessions are created one at a time (ORT refuses concurrent creation). */
+export async function createSession(graph: BuiltGraph, provider: ExecutionProvider, options: { outputsOnGpu?: boolean } = {}): Promise<GraphSession> {
+  const make = async () => {
+    const session = await ort.InferenceSession.create(graph.bytes, {
+      executionProviders: [provider],
+      graphOptimizationLevel: 'all',
+      ...(provider === 'webgpu' && options.outputsOnGpu ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
+    });
+    return session;
+  };
+  const next = creating.then(make, make);
+  creating = next.catch(() => undefined);
+  const session = await next;
+  return {
+    graph,
+    provider,
+    run: (feeds) => session.run(feeds),
+    release: () => session.release(),
+  };
+}
+
+const ORT_TYPE: Record<OnnxDType, ort.Tensor.Type> = {
+  float32: 'float32', float16: 'float16', int64: 'int64', int32: 'int32', uint8: 'uint8', int8: 'int8', bool: 'bool',
+};
+
+/** A CPU tensor for a feed. Float16 data is passed as its Uint16Array bits. */
+export function cpuTensor(dtype: OnnxDType, data: Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array | Int8Array, dims: number[]): ort.Tensor {
+  return new ort.Tensor(ORT_TYPE[dtype], data as never, dims);
+}
+
+/** Wraps a GPU buffer we own as an ORT tensor (no copy). */
+export function gpuTensor(buffer: GPUBuffer, dtype: OnnxDType, dims: number[]): ort.Tensor {
+  return ort.Tensor.fromGpuBuffer(buffer, { dataType: ORT_TYPE[dtype] as 'float32', dims });
+}
+
+/** Reads a tensor's values to the CPU (downloads GPU outputs). */
+export async function tensorData(t: ort.Tensor): Promise<Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array> {
+  return (await t.getData()) as Float32Array;
+}

@@ -1,0 +1,78 @@
+// Turns a graph's weight bindings into ORT feeds from a checkpoint: picks the block's tensor (`{i}`), applies the
+// layout the graph wants (transpose for MatMul, 4-bit blocks for MatMulNBits) and the dtype (fp16 on the f16
+// path). One function serves every network, the tiny fixtures and the real checkpoints alike.
+
+import type { BuiltGraph, WeightBinding } from '../models/graph.ts';
+import type { Checkpoint } from '../weights/checkpoint.ts';
+import { f32ToF16 } from '../weights/dtypes.ts';
+import { quantizeQ4, type Q4Weight } from '../weights/quantize.ts';
+import { cpuTensor, type OrtTensor } from './ort.ts';
+
+export function bindingTensorName(binding: WeightBinding, block?: number): string {
+  if (binding.tensor.includes('{i}')) {
+    if (block === undefined) throw new Error(`weight ${binding.tensor} needs a block index`);
+    return binding.tensor.replace('{i}', String(block));
+  }
+  return binding.tensor;
+}
+
+function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
+  return t;
+}
+
+/**
+ * The values one binding takes, as float32 (or uint8 blocks for 4-bit), in the graph's layout. Pass the same
+ * `quantized` map for the blocks and the scales of one weight so it is quantized once.
+ */
+export function layoutWeight(
+  binding: WeightBinding,
+  stored: Float32Array,
+  quantized: Map<Float32Array, Q4Weight> = new Map(),
+): { data: Float32Array | Uint8Array; dims: number[] } {
+  switch (binding.layout) {
+    case 'asis':
+      return { data: stored, dims: binding.shape };
+    case 'transpose': {
+      const [o, i] = binding.shape;
+      return { data: transpose2d(stored, o, i), dims: [i, o] };
+    }
+    case 'q4': {
+      const [n, k] = binding.shape;
+      let q = quantized.get(stored);
+      if (!q) quantized.set(stored, (q = quantizeQ4(stored, n, k)));
+      return binding.part === 'scales'
+        ? { data: q.scales, dims: [q.scales.length] }
+        : { data: q.blocks, dims: [n, Math.ceil(k / 32), 16] };
+    }
+  }
+}
+
+export function toFeed(binding: WeightBinding, data: Float32Array | Uint8Array, dims: number[]): OrtTensor {
+  if (data instanceof Uint8Array) return cpuTensor('uint8', data, dims);
+  if (binding.dtype === 'float16') return cpuTensor('float16', f32ToF16(data), dims);
+  return cpuTensor('float32', data, dims);
+}
+
+/**
+ * Feeds for every weight input of `graph`, read from `checkpoint` (block `block` for `{i}` names).
+ * Quantizes a 4-bit weight once even though it has two inputs (blocks and scales).
+ * Throws TensorMissing (from the checkpoint) when a tensor is absent.
+ */
+export async function weightFeeds(graph: BuiltGraph, checkpoint: Checkpoint, block?: number): Promise<Record<string, OrtTensor>> {
+  const feeds: Record<string, OrtTensor> = {};
+  const cache = new Map<string, Float32Array>();
+  const quantized = new Map<Float32Array, Q4Weight>();
+  for (const binding of graph.weights) {
+    const name = bindingTensorName(binding, block);
+    let stored = cache.get(name);
+    if (!stored) {
+      stored = await checkpoint.f32(name);
+      cache.set(name, stored);
+    }
+    const { data, dims } = layoutWeight(binding, stored, quantized);
+    feeds[binding.input] = toFeed(binding, data, dims);
+  }
+  return feeds;
+}
