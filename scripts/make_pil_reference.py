@@ -14,6 +14,8 @@ script synthesizes small RGB images (gradients, hard edges, a disc, seeded noise
 and writes inputs and outputs as gzip'd raw little-endian arrays (uint8 HWC images, float32 tensors) beside a
 manifest.json that records the Pillow version. Run with Debian's Python: /usr/bin/python3
 scripts/make_pil_reference.py. Output is deterministic (gzip mtime 0), so rerunning changes nothing.
+FramePack pins pillow==11.1.0; the files were written with Debian's 9.4.0, and Pillow 11.3.0 (pip, numpy 2.4)
+writes byte-identical data: the 8-bit resampling path did not change between them.
 """
 
 import gzip
@@ -110,6 +112,7 @@ def main():
         "narrow_20x47": synth(20, 47, 5, True),
         "same_width_64x50": synth(64, 50, 6, True),
         "odd_72x50": synth(72, 50, 7, True),
+        "half_40x26": synth(40, 26, 9, True),
         # All noise: every pixel an edge, so filter overshoot hits clip8 at both ends.
         "noise_8x6": np.random.default_rng(8).integers(0, 256, size=(6, 8, 3)).astype(np.uint8),
     }
@@ -144,6 +147,7 @@ def main():
         ("narrow_20x47", 20, 48, "width stays 20: horizontal pass skipped"),
         ("same_width_64x50", 64, 40, "resize to its own size (copy), then crop"),
         ("odd_72x50", 45, 39, "odd target: PIL's rounded crop box is one pixel narrower"),
+        ("half_40x26", 50, 24, "resized height 26 * 1.25 = 32.5 rounds to the even 32"),
     ]
     for i, (src, tw, th, why) in enumerate(crops):
         out = resize_and_center_crop(images[src], tw, th)

@@ -65,13 +65,16 @@ export function framesAddedBySection(variant: LoopVariant, order: number, sectio
 }
 
 /**
- * Latent frames VAE-decoded after the section at `order`: the whole real history after the first section, then
- * the 2·lws newest latents (original: + 1 on its last section, which also holds the user's frame).
+ * Latent frames VAE-decoded after the section at generation position `order`: the whole real history after
+ * the first section, then the 2·lws newest latents (original: + 1 on its last section, which adds the user's
+ * frame). The decode of n latents yields 4n − 3 frames, of which overlapFrames(lws) blend with the old video.
  */
-export function decodedLatentsAfterSection(variant: LoopVariant, order: number, sections: number, latentWindow: number): number {
-  if (order === 0) return latentFramesAfter(variant, 1, sections, latentWindow);
-  const isLast = order === sections - 1;
-  return 2 * latentWindow + (variant === 'original' && isLast ? 1 : 0);
+export function decodedLatentsAfterSection(variant: LoopVariant, order: number, isLast: boolean, latentWindow: number): number {
+  checkWhole('The latent window size', latentWindow, 1);
+  checkWhole('A section position', order, 0);
+  const withStart = variant === 'original' && isLast ? 1 : 0;
+  if (order === 0) return variant === 'f1' ? 1 + latentWindow : latentWindow + withStart;
+  return 2 * latentWindow + withStart;
 }
 
 /** The progress figures the demos show while sampling, from the latents generated so far. */

@@ -5,10 +5,10 @@
 // behind two normal samplers. Below 16 values each sample is a double-precision Box–Muller on 53-bit uniforms whose
 // sine half is cached in the generator for the next sample, even across calls. From 16 values up torch fills 24-bit
 // float uniforms first and transforms them 16 at a time (pairs j and j+8; when the size is not a multiple of 16 the
-// last 16 are drawn again and redone) in float32 with avx_mathfun.h's Cephes `log256_ps`/`sincos256_ps`, which the
-// x86-64 wheels compile with every multiply feeding an add contracted into an FMA. Both paths are reproduced here
-// operation by operation, so the float path is bit-exact with torch on x86-64 (AVX2); torch builds without AVX2
-// (e.g. ARM) use libm's logf/sinf/cosf there instead and differ from it by a few ulp.
+// last 16 are drawn again and redone) in float32 with avx_mathfun.h's Cephes `log256_ps`/`sincos256_ps` (not SLEEF),
+// compiled with the multiplies that feed adds contracted into FMAs. Both paths are reproduced here operation by
+// operation and match the x86-64 (AVX2) recording in ../shared/fixtures bit for bit; without the FMAs it would be off
+// by up to 2 ulp, and torch builds without AVX2 (e.g. ARM) use libm's logf/sinf/cosf instead and differ by a few ulp.
 // Sources: aten/src/ATen/core/MT19937RNGEngine.h, CPUGeneratorImpl.cpp, TransformationHelper.h,
 // DistributionsHelper.h, native/cpu/DistributionTemplates.h (normal_kernel, normal_fill_AVX2), native/cpu/avx_mathfun.h.
 
