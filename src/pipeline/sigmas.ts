@@ -4,6 +4,8 @@
 // recorded tables (fixtures/reference/sigmas.safetensors) bit for bit, which keeps every later sampler step
 // comparable with the reference.
 
+import { fmaF32 } from './float32.ts';
+
 /** Largest shift e^μ the reference allows (`calculate_flux_mu(..., exp_max=7.0)`). */
 export const DEFAULT_EXP_MAX = 7;
 
@@ -50,9 +52,10 @@ export function fluxSigmas(steps: number, mu: number): Float32Array {
 }
 
 /**
- * torch.linspace(start, end, n) for float32 on the CPU: a float32 step, values from the start up to the halfway
- * index and from the end after it, each `start + step·i` fused into one rounding (the recorded tables were made
- * by a build that contracts it into an FMA; the unfused form differs by one ulp on a few entries).
+ * torch.linspace(start, end, n) for float32 on the CPU (recent torch: a scalar loop, no vectorized path): a float32
+ * step, values from the start up to the halfway index and from the end after it, each `start + step·i` rounded
+ * once. The recorded tables need that single rounding (consistent with the compiler fusing it into an FMA in torch's
+ * AVX2 build of the kernel); rounding product and sum separately moves 6 σ values of the 50-step tables by 1–2 ulp.
  */
 export function torchLinspaceF32(start: number, end: number, n: number): Float32Array {
   const out = new Float32Array(n);
@@ -68,33 +71,3 @@ export function torchLinspaceF32(start: number, end: number, n: number): Float32
   return out;
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** The float32 next to the float32 `r` in the direction of `toward`. */
-function nextF32Toward(r: number, toward: number): number {
-  if (r === 0) return toward > 0 ? 2 ** -149 : -(2 ** -149);
-  f32Scratch[0] = r;
-  // For either sign, moving away from zero is +1 on the magnitude bits.
-  u32Scratch[0] += (toward > r) === (r > 0) ? 1 : -1;
-  return f32Scratch[0];
-}
-
-/**
- * Fused multiply-add a·b + c rounded once to float32, for float32 inputs (what a compiler's FMA does in torch's
- * float32 kernels and in BLAS). a·b is exact in float64; the only case where rounding the float64 sum to float32
- * is not the single rounding is a sum that lands exactly on a float32 midpoint, settled by the sum's error term.
- */
-export function fmaF32(a: number, b: number, c: number): number {
-  const p = a * b;
-  const s = p + c;
-  const r = Math.fround(s);
-  if (r === s || !Number.isFinite(r)) return r;
-  const other = nextF32Toward(r, s);
-  if (s - r !== other - s) return r;
-  // TwoSum: the exact a·b + c is s + err.
-  const bv = s - p;
-  const err = (p - (s - bv)) + (c - bv);
-  if (err === 0) return r;
-  return (err > 0) === (other > r) ? other : r;
-}

@@ -12,6 +12,7 @@
 // Sources: aten/src/ATen/core/MT19937RNGEngine.h, CPUGeneratorImpl.cpp, TransformationHelper.h,
 // DistributionsHelper.h, native/cpu/DistributionTemplates.h (normal_kernel, normal_fill_AVX2), native/cpu/avx_mathfun.h.
 
+import { fmaF32 } from './float32.ts';
 import { numel, type Tensor } from './tensor.ts';
 
 export class InvalidSeedError extends Error {
@@ -138,7 +139,7 @@ export class TorchGenerator {
 
 // ---------------------------------------------------------------------------------------------------------------
 // The float32 Box–Muller of normal_fill_16_AVX2, one lane at a time. Every float operation is rounded with
-// Math.fround; fmaf() is a single-rounding fused multiply-add where the compiled torch code has one.
+// Math.fround; fmaF32() is a single-rounding fused multiply-add where the compiled torch code has one.
 
 const f32 = Math.fround;
 const TWO_PI_F32 = f32(2 * Math.PI); // _mm256_set1_ps(2.0f * c10::pi<double>)
@@ -153,26 +154,6 @@ function boxMuller16(data: Float32Array, offset: number): void {
     data[j] = radius * sincosResult.cos + 0;
     data[j + 8] = radius * sincosResult.sin + 0;
   }
-}
-
-/**
- * a*b + c rounded once to float32, for float32 inputs. a*b is exact in a double, so only the sum can round twice
- * (to double, then to float); that matters only when the double sum lands exactly halfway between two floats
- * while the true sum is not there, and then the sum's rounding error says which way the true value lies.
- */
-export function fmaf(a: number, b: number, c: number): number {
-  const product = a * b;
-  const sum = product + c;
-  const rounded = f32(sum);
-  const halfStep = sum - rounded;
-  if (halfStep === 0) return rounded; // the double sum is a float: the true sum is within half a double ulp of it
-  const otherNeighbour = rounded + 2 * halfStep;
-  if (f32(otherNeighbour) !== otherNeighbour) return rounded; // not a tie, so one rounding or two agree
-  // A tie in double: the error of the double addition (TwoSum) says on which side the true sum lies.
-  const virtualC = sum - product;
-  const error = product - (sum - virtualC) + (c - virtualC);
-  if (error === 0) return rounded; // a true tie, already rounded to even
-  return error > 0 === halfStep > 0 ? otherNeighbour : rounded;
 }
 
 const bitView = new Float32Array(1);
@@ -205,18 +186,18 @@ function cephesLogf(x: number): number {
     m = f32(m - 1);
   }
   const z = f32(m * m);
-  let y = fmaf(LOG_P0, m, LOG_P1);
-  y = fmaf(y, m, LOG_P2);
-  y = fmaf(y, m, LOG_P3);
-  y = fmaf(y, m, LOG_P4);
-  y = fmaf(y, m, LOG_P5);
-  y = fmaf(y, m, LOG_P6);
-  y = fmaf(y, m, LOG_P7);
-  y = fmaf(y, m, LOG_P8);
+  let y = fmaF32(LOG_P0, m, LOG_P1);
+  y = fmaF32(y, m, LOG_P2);
+  y = fmaF32(y, m, LOG_P3);
+  y = fmaF32(y, m, LOG_P4);
+  y = fmaF32(y, m, LOG_P5);
+  y = fmaF32(y, m, LOG_P6);
+  y = fmaF32(y, m, LOG_P7);
+  y = fmaF32(y, m, LOG_P8);
   y = f32(y * m);
-  y = fmaf(y, z, f32(exponent * LOG_Q1));
-  y = fmaf(z, -0.5, y);
-  return fmaf(exponent, LOG_Q2, f32(m + y));
+  y = fmaF32(y, z, f32(exponent * LOG_Q1));
+  y = fmaF32(z, -0.5, y);
+  return fmaF32(exponent, LOG_Q2, f32(m + y));
 }
 
 const FOUR_OVER_PI_F32 = f32(1.27323954473516);
@@ -239,19 +220,19 @@ function cephesSincosf(theta: number): void {
   let octant = Math.trunc(f32(x0 * FOUR_OVER_PI_F32)); // cvttps: truncation
   octant = (octant + 1) & ~1;
   // Extended-precision reduction x - octant·π/4 with π/4 split in three parts.
-  let x = fmaf(octant, MINUS_DP1, x0);
-  x = fmaf(octant, MINUS_DP2, x);
-  x = fmaf(octant, MINUS_DP3, x);
+  let x = fmaF32(octant, MINUS_DP1, x0);
+  x = fmaF32(octant, MINUS_DP2, x);
+  x = fmaF32(octant, MINUS_DP3, x);
   const z = f32(x * x);
-  let cosPoly = fmaf(COS_P0, z, COS_P1);
-  cosPoly = fmaf(cosPoly, z, COS_P2);
+  let cosPoly = fmaF32(COS_P0, z, COS_P1);
+  cosPoly = fmaF32(cosPoly, z, COS_P2);
   cosPoly = f32(cosPoly * z);
-  cosPoly = fmaf(cosPoly, z, -f32(z * 0.5)); // the compiled code fuses this multiply into the subtraction
+  cosPoly = fmaF32(cosPoly, z, -f32(z * 0.5)); // the compiled code fuses this multiply into the subtraction
   cosPoly = f32(cosPoly + 1);
-  let sinPoly = fmaf(SIN_P0, z, SIN_P1);
-  sinPoly = fmaf(sinPoly, z, SIN_P2);
+  let sinPoly = fmaF32(SIN_P0, z, SIN_P1);
+  sinPoly = fmaF32(sinPoly, z, SIN_P2);
   sinPoly = f32(sinPoly * z);
-  sinPoly = fmaf(sinPoly, x, x);
+  sinPoly = fmaF32(sinPoly, x, x);
   const useSinPolyForSin = (octant & 2) === 0;
   const sinValue = useSinPolyForSin ? sinPoly : cosPoly;
   const cosValue = useSinPolyForSin ? cosPoly : sinPoly;

@@ -6,7 +6,7 @@
 // model inputs bit for bit.
 
 import type { Denoiser } from './fmWrapper.ts';
-import { fmaF32 } from './sigmas.ts';
+import { fmaF32 } from './float32.ts';
 
 export type UniPCVariant = 'bh1' | 'bh2';
 
@@ -169,7 +169,8 @@ function weightedSum(ds: readonly Float32Array[], rhos: readonly number[]): Floa
 /**
  * `torch.linalg.solve` of a k×k float32 system (k ≤ 3 here): LU with partial pivoting, multipliers scaled by the
  * pivot's reciprocal, fused updates and substitutions, the back substitution multiplying by reciprocals of the
- * diagonal — the LAPACK/BLAS float32 order that reproduces the recorded 2×2 solves bit for bit.
+ * diagonal — the LAPACK/BLAS float32 order that reproduces the recorded 2×2 solves bit for bit. (The 3×3 solve
+ * of order 3 first shapes x after the last recorded call, so the fixtures do not pin its rounding.)
  */
 export function solveF32(matrix: readonly (readonly number[])[], rhs: readonly number[]): number[] {
   const k = rhs.length;

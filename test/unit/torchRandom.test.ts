@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { fmaf, InvalidNoiseShapeError, InvalidSeedError, TorchGenerator } from '../../src/pipeline/torchRandom.ts';
+import { InvalidNoiseShapeError, InvalidSeedError, TorchGenerator } from '../../src/pipeline/torchRandom.ts';
+import { fmaF32 as fmaf } from '../../src/pipeline/float32.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { numel } from '../../src/pipeline/tensor.ts';
 import { loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
