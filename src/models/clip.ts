@@ -55,7 +55,8 @@ export function parseClipTextConfig(json: Record<string, unknown>): ClipTextConf
     layerNormEps: positive(json, 'layer_norm_eps', err),
     vocabSize: int(json, 'vocab_size', err),
     maxPositions: int(json, 'max_position_embeddings', err),
-    eosTokenId: int(json, 'eos_token_id', err, 0),
+    // transformers' CLIPTextConfig default is the legacy 2 (see clipPooledPosition).
+    eosTokenId: json.eos_token_id === undefined ? 2 : int(json, 'eos_token_id', err, 0),
   };
 }
 
@@ -66,15 +67,12 @@ export function parseClipTextConfig(json: Record<string, unknown>): ClipTextConf
  * sequence without EOS pools position 0.
  */
 export function clipPooledPosition(ids: readonly number[], eosTokenId: number): number {
-  let best = 0;
-  for (let i = 0; i < ids.length; i++) {
-    if (eosTokenId === 2 ? ids[i] > ids[best] : ids[i] === eosTokenId) {
-      best = i;
-      if (eosTokenId !== 2) break;
-    }
+  if (eosTokenId === 2) {
+    let best = 0;
+    for (let i = 1; i < ids.length; i++) if (ids[i] > ids[best]) best = i;
+    return best;
   }
-  if (eosTokenId !== 2 && ids[best] !== eosTokenId) return 0;
-  return best;
+  return Math.max(0, ids.indexOf(eosTokenId));
 }
 
 export interface EncoderLayerSpec {

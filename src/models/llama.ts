@@ -7,7 +7,6 @@
 // runner reads only the rows of the prompt's ids from the checkpoint, which is exact.
 
 import { Graph, type BuiltGraph } from './graph.ts';
-import type { OnnxDType } from './onnxProto.ts';
 import { attention, linear, mergeHeads, rmsNorm, silu, splitHeads, toActivation, toFloat32 } from './ops.ts';
 
 export interface LlamaConfig {
@@ -81,7 +80,7 @@ export function framepackLlamaLayers(config: LlamaConfig): number {
 }
 
 export interface LlamaBuildOptions {
-  dtype: OnnxDType & ('float32' | 'float16');
+  dtype: 'float32' | 'float16';
   /** 4-bit MatMulNBits for the seven linears of every layer. */
   quantized?: boolean;
   /** Checkpoint tensor-name prefix: '' for a saved LlamaModel (the real text_encoder), 'model.' for a CausalLM. */

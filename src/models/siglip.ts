@@ -49,13 +49,16 @@ export function parseSiglipVisionConfig(json: Record<string, unknown>): SiglipVi
     numChannels: int(json, 'num_channels', 3),
   };
   if (config.hiddenSize % config.numHeads !== 0) throw new SiglipConfigError(`hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numHeads}`);
-  if (config.imageSize % config.patchSize !== 0) throw new SiglipConfigError(`image_size ${config.imageSize} is not a multiple of patch_size ${config.patchSize}`);
+  if (config.imageSize < config.patchSize) throw new SiglipConfigError(`image_size ${config.imageSize} is smaller than patch_size ${config.patchSize}`);
   return config;
 }
 
-/** Patch tokens per image: (image_size / patch_size)², 729 for so400m at 384 px. */
+/**
+ * Patch tokens per image: ⌊image_size / patch_size⌋², 729 for so400m (384 px is not a multiple of 14: the
+ * stride-14 conv covers 378 px and never sees the last 6 rows and columns, as in the reference).
+ */
 export function siglipTokens(config: SiglipVisionConfig): number {
-  return (config.imageSize / config.patchSize) ** 2;
+  return Math.floor(config.imageSize / config.patchSize) ** 2;
 }
 
 export interface SiglipBuildOptions {
@@ -85,7 +88,7 @@ export function buildSiglipVision(config: SiglipVisionConfig, options: SiglipBui
   const px = e.input('pixel_values', options.dtype, [1, c, s, s]);
   const w = e.weight('patch_embedding_weight', `${prefix}embeddings.patch_embedding.weight`, [d, c, p, p]);
   const b = e.weight('patch_embedding_bias', `${prefix}embeddings.patch_embedding.bias`, [d]);
-  const conv = e.op('Conv', [px, w, b], { kernel_shape: [p, p], strides: [p, p] }); // [1, D, S/p, S/p]
+  const conv = e.op('Conv', [px, w, b], { kernel_shape: [p, p], strides: [p, p] }); // [1, D, ⌊S/p⌋, ⌊S/p⌋]
   const patches = e.op('Transpose', [e.op('Reshape', [conv, e.ints([1, d, tokens])])], { perm: [0, 2, 1] });
   const positions = e.weight('position_embedding', `${prefix}embeddings.position_embedding.weight`, [tokens, d]);
   e.output(e.op('Add', [patches, positions]), 'hidden', options.dtype, [1, tokens, d]);

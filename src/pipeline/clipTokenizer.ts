@@ -28,6 +28,8 @@ const CLIP_PATTERN = new RegExp(
   'giu',
 );
 const SPECIAL_PATTERN = /<\|startoftext\|>|<\|endoftext\|>/g;
+/** Two symbols separated by exactly one space, the form every line of CLIP's merges.txt has. */
+const SIMPLE_MERGE_LINE = /^\S+ \S+$/;
 
 export class ClipTokenizer {
   readonly bosId: number;
@@ -56,10 +58,12 @@ export class ClipTokenizer {
     const parsed = typeof vocabJson === 'string' ? (JSON.parse(vocabJson) as Record<string, number>) : vocabJson;
     if (!parsed || typeof parsed !== 'object') throw new TokenizerFormatError('CLIP vocab.json is not a token → id object.');
     const lines = mergesTxt.trim().split('\n').slice(1, 1 + CLIP_MERGE_LIMIT);
-    const merges = lines.map((line) => {
-      const parts = line.trim().split(/\s+/);
+    const merges = lines.map((line): string | readonly [string, string] => {
+      const trimmed = line.trim();
+      if (SIMPLE_MERGE_LINE.test(trimmed)) return trimmed; // already the "a b" key: no split needed
+      const parts = trimmed.split(/\s+/);
       if (parts.length !== 2) throw new TokenizerFormatError(`CLIP merges.txt line "${line}" is not two symbols.`);
-      return [parts[0], parts[1]] as const;
+      return [parts[0], parts[1]];
     });
     return new ClipTokenizer(new Map(Object.entries(parsed)), buildMergeRanks(merges));
   }

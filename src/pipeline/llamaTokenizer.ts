@@ -93,6 +93,7 @@ export class LlamaTokenizer {
     if (file.normalizer != null) {
       throw new TokenizerFormatError('tokenizer.json has a normalizer; the Llama-3 tokenizer has none and this code applies none.');
     }
+    const splitPattern = new RegExp(translateReferenceRegex(readSplitPattern(file.pre_tokenizer)), 'gu');
     const vocab = new Map<string, number>(Object.entries(model.vocab));
     const ranks = buildMergeRanks(model.merges);
     const added: AddedToken[] = (file.added_tokens ?? []).map((t) => ({
@@ -102,7 +103,6 @@ export class LlamaTokenizer {
       lstrip: t.lstrip === true,
       rstrip: t.rstrip === true,
     }));
-    const splitPattern = new RegExp(translateReferenceRegex(readSplitPattern(file.pre_tokenizer)), 'gu');
     const bosToken = options.bosToken ?? '<|begin_of_text|>';
     const bosId = added.find((t) => t.content === bosToken)?.id ?? vocab.get(bosToken);
     if (bosId === undefined) throw new TokenizerFormatError(`tokenizer.json has no token ${bosToken} to use as BOS.`);

@@ -7,6 +7,7 @@ import type { Checkpoint } from '../weights/checkpoint.ts';
 import { f32ToF16 } from '../weights/dtypes.ts';
 import { quantizeQ4, type Q4Weight } from '../weights/quantize.ts';
 import { cpuTensor, type OrtTensor } from './ort.ts';
+import type { HostBlock, HostTensor } from './residency.ts';
 
 export function bindingTensorName(binding: WeightBinding, block?: number): string {
   if (binding.tensor.includes('{i}')) {
@@ -49,19 +50,20 @@ export function layoutWeight(
   }
 }
 
-export function toFeed(binding: WeightBinding, data: Float32Array | Uint8Array, dims: number[]): OrtTensor {
-  if (data instanceof Uint8Array) return cpuTensor('uint8', data, dims);
-  if (binding.dtype === 'float16') return cpuTensor('float16', f32ToF16(data), dims);
-  return cpuTensor('float32', data, dims);
+/** A laid-out weight in the binding's dtype (fp16 as Uint16Array bits, 4-bit blocks as bytes). */
+export function toHostTensor(binding: WeightBinding, data: Float32Array | Uint8Array, dims: number[]): HostTensor {
+  if (data instanceof Uint8Array) return { dtype: 'uint8', dims, data };
+  if (binding.dtype === 'float16') return { dtype: 'float16', dims, data: f32ToF16(data) };
+  return { dtype: 'float32', dims, data };
 }
 
 /**
- * Feeds for every weight input of `graph`, read from `checkpoint` (block `block` for `{i}` names).
+ * Every weight input of `graph`, read from `checkpoint` (block `block` for `{i}` names) and laid out for the graph.
  * Quantizes a 4-bit weight once even though it has two inputs (blocks and scales).
  * Throws TensorMissing (from the checkpoint) when a tensor is absent.
  */
-export async function weightFeeds(graph: BuiltGraph, checkpoint: Checkpoint, block?: number): Promise<Record<string, OrtTensor>> {
-  const feeds: Record<string, OrtTensor> = {};
+export async function hostWeights(graph: BuiltGraph, checkpoint: Checkpoint, block?: number, key = `${graph.name}/${block ?? ''}`): Promise<HostBlock> {
+  const tensors: Record<string, HostTensor> = {};
   const cache = new Map<string, Float32Array>();
   const quantized = new Map<Float32Array, Q4Weight>();
   for (const binding of graph.weights) {
@@ -72,7 +74,15 @@ export async function weightFeeds(graph: BuiltGraph, checkpoint: Checkpoint, blo
       cache.set(name, stored);
     }
     const { data, dims } = layoutWeight(binding, stored, quantized);
-    feeds[binding.input] = toFeed(binding, data, dims);
+    tensors[binding.input] = toHostTensor(binding, data, dims);
   }
+  return { key, tensors };
+}
+
+/** CPU feeds for every weight input of `graph` (see hostWeights). */
+export async function weightFeeds(graph: BuiltGraph, checkpoint: Checkpoint, block?: number): Promise<Record<string, OrtTensor>> {
+  const host = await hostWeights(graph, checkpoint, block);
+  const feeds: Record<string, OrtTensor> = {};
+  for (const [name, t] of Object.entries(host.tensors)) feeds[name] = cpuTensor(t.dtype, t.data, t.dims);
   return feeds;
 }

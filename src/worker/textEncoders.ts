@@ -94,9 +94,9 @@ export async function createLayerStack(graph: BuiltGraph, checkpoint: Checkpoint
 }
 
 /** Throws TokenIdsError unless every id indexes a vocabulary of `vocab` rows and the count is within `max`. */
-function checkIds(ids: readonly number[], vocab: number, max: number, what: string): void {
+function checkIds(ids: readonly number[], vocab: number, max: number | null, what: string): void {
   if (ids.length === 0) throw new TokenIdsError(`The ${what} got no tokens; the prompt must tokenize to at least one token.`);
-  if (ids.length > max) throw new TokenIdsError(`The ${what} takes at most ${max} tokens, got ${ids.length}; shorten the prompt.`);
+  if (max !== null && ids.length > max) throw new TokenIdsError(`The ${what} takes at most ${max} tokens, got ${ids.length}; shorten the prompt.`);
   for (const id of ids) {
     if (!Number.isInteger(id) || id < 0 || id >= vocab) {
       throw new TokenIdsError(`Token id ${id} is outside the ${what}'s vocabulary of ${vocab}; the tokenizer does not match this checkpoint.`);
@@ -174,7 +174,7 @@ export async function createLlamaTextEncoder(checkpoint: Checkpoint, options: En
   return {
     graphs,
     async run(ids) {
-      checkIds(ids, config.vocabSize, Number.MAX_SAFE_INTEGER, 'Llama text encoder');
+      checkIds(ids, config.vocabSize, null, 'Llama text encoder');
       const n = ids.length;
       const embedded = await embeddingRows(checkpoint, graphs.embedding.tensor, ids); // [n, D] fp32
       const rope = llamaRopeTables(n, config.headDim, config.ropeTheta);

@@ -8,6 +8,7 @@ import { buildLlama, llamaTensors, parseLlamaConfig } from '../../src/models/lla
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
 import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
+import { dequantizeQ4, quantizeQ4 } from '../../src/weights/quantize.ts';
 import { createLlamaTextEncoder, llamaRopeTables } from '../../src/worker/textEncoders.ts';
 import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
 import { ortReady } from '../helpers/ortSetup.ts';
@@ -77,20 +78,45 @@ describe('Llama text encoder (llama_hidden fixtures)', () => {
     }
   });
 
-  it('4-bit linears on wasm: error against the fp32 reference (reported, not a parity bar)', async () => {
-    await ortReady();
-    for (const f of await cases()) {
-      const t0 = performance.now();
-      const encoder = await createLlamaTextEncoder(await weightsOf(f), { provider: 'wasm', dtype: 'float32', quantized: true, depth: 'full' });
-      const out = await encoder.run(f.ints('input_ids'));
-      const ms = performance.now() - t0;
-      await encoder.release();
-      const m3 = tensorError(out.hiddenStatesM3.data, f.f32('hidden_states_m3').data);
-      const last = tensorError(out.lastHiddenState!.data, f.f32('last_hidden_state').data);
-      console.log(`llama ${f.path.split('/').pop()} wasm 4-bit: hidden_states_m3 ${formatError(m3)}; last_hidden_state ${formatError(last)}; ${ms.toFixed(0)} ms`);
-      expect(Number.isFinite(m3.rel) && Number.isFinite(last.rel)).toBe(true);
-    }
-  });
+  // Reported, not held to the fp32 bar: 4-bit weights (the product default for Llama) and fp16 activations
+  // (WebGPU with shader-f16 in the product; SwiftShader lacks shader-f16, so measured here on the wasm EP).
+  for (const variant of [{ quantized: true, dtype: 'float32' as const }, { quantized: false, dtype: 'float16' as const }]) {
+    const label = variant.quantized ? '4-bit' : 'fp16';
+    it(`${label} on wasm: error against the fp32 reference (reported, not a parity bar)`, async () => {
+      await ortReady();
+      for (const f of await cases()) {
+        const t0 = performance.now();
+        const encoder = await createLlamaTextEncoder(await weightsOf(f), { provider: 'wasm', ...variant, depth: 'full' });
+        const out = await encoder.run(f.ints('input_ids'));
+        const ms = performance.now() - t0;
+        await encoder.release();
+        const m3 = tensorError(out.hiddenStatesM3.data, f.f32('hidden_states_m3').data);
+        const last = tensorError(out.lastHiddenState!.data, f.f32('last_hidden_state').data);
+        console.log(`llama ${f.path.split('/').pop()} wasm ${label}: hidden_states_m3 ${formatError(m3)}; last_hidden_state ${formatError(last)}; ${ms.toFixed(0)} ms`);
+        expect(Number.isFinite(m3.rel) && Number.isFinite(last.rel)).toBe(true);
+        if (variant.quantized) {
+          // Where the 4-bit error comes from: the fp32 path on the same weights quantized and dequantized here
+          // (quantize.ts's reference inverse) must agree with MatMulNBits up to its int8 activations (accuracy 4).
+          const base = await weightsOf(f);
+          const rounded: Checkpoint = {
+            ...base,
+            f32: async (name) => {
+              const w = await base.f32(name);
+              const [n, k] = base.tensors.get(name)!.shape;
+              return name.includes('_proj.') ? dequantizeQ4(quantizeQ4(w, n, k)) : w;
+            },
+          };
+          const reference = await createLlamaTextEncoder(rounded, { provider: 'wasm', dtype: 'float32', depth: 'full' });
+          const want = await reference.run(f.ints('input_ids'));
+          await reference.release();
+          const kernel = tensorError(out.hiddenStatesM3.data, want.hiddenStatesM3.data);
+          const weightsOnly = tensorError(want.hiddenStatesM3.data, f.f32('hidden_states_m3').data);
+          console.log(`llama 4-bit: fp32 on 4-bit-rounded weights vs fixture ${formatError(weightsOnly)}; MatMulNBits vs that ${formatError(kernel)}`);
+          expect(kernel.rel).toBeLessThan(2e-2);
+        }
+      }
+    });
+  }
 });
 
 describe('Llama RoPE tables', () => {

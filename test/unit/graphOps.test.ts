@@ -99,7 +99,7 @@ for (const provider of ['wasm', 'webgpu'] as ExecutionProvider[]) {
 describe('4-bit MatMulNBits layout', () => {
   it('the wasm EP computes x·dequant(Wq)ᵀ for our blocks and scales, and quantization error is half a step', async () => {
     const { quantizeQ4, dequantizeQ4 } = await import('../../src/weights/quantize.ts');
-    const { layoutWeight, toFeed } = await import('../../src/runtime/weightFeeds.ts');
+    const { layoutWeight, toHostTensor } = await import('../../src/runtime/weightFeeds.ts');
     await ortReady();
     const n = 24, k = 80, m = 3; // K not a multiple of 32: exercises the padded last block
     const w = rand(n * k, 11);
@@ -122,7 +122,8 @@ describe('4-bit MatMulNBits layout', () => {
     const quantized = new Map();
     for (const b of built.weights) {
       const { data, dims } = layoutWeight(b, w, quantized);
-      feeds[b.input] = toFeed(b, data, dims);
+      const t = toHostTensor(b, data, dims);
+      feeds[b.input] = cpuTensor(t.dtype, t.data, t.dims);
     }
     const session = await createSession(built, 'wasm');
     const got = (await tensorData((await session.run(feeds)).y)) as Float32Array;

@@ -1,0 +1,242 @@
+// Times our attention kernels on a real GPU at FramePack's size (18,485 tokens = 17,500 image + 729 SigLIP + 256
+// text, 24 heads × 128) and checks a few output rows against a float64 CPU reference, so a speed-up is never
+// bought with a wrong answer. Standalone Node script: bundle with
+//   npx esbuild bench/attentionKernel.ts --bundle --platform=node --format=esm --outfile=.gpu-bundle/attentionKernel.mjs
+// and run it where `webgpu` resolves (see /work/shared/tools/gpu-bundle). Options: --n=TOKENS --heads=H --runs=R
+// --only=subgroup-matrix,portable-f16,portable-f32 (comma-separated), --software (SwiftShader, for a smoke test at
+// small --n). Last line: one JSON object.
+
+import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
+import { requestGpu } from '../src/runtime/device.ts';
+import {
+  attentionFlops,
+  createFlashAttention,
+  subgroupMatrixUnavailableReason,
+  type AttentionDtype,
+  type AttentionPath,
+  type FlashAttention,
+} from '../src/kernels/flashAttention.ts';
+import { f16ToF32, f32ToF16 } from '../src/weights/dtypes.ts';
+import { tensorError } from '../src/pipeline/tensorError.ts';
+
+interface Variant {
+  name: string;
+  path: AttentionPath;
+  dtype: AttentionDtype;
+}
+
+interface VariantResult {
+  name: string;
+  path: AttentionPath;
+  dtype: AttentionDtype;
+  skipped?: string;
+  runsMs?: number[];
+  medianMs?: number;
+  tflops?: number;
+  checkedRows?: number[];
+  relErr?: number;
+  absErr?: number;
+  timing?: 'gpu-timestamps' | 'wall-clock';
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'subgroup-matrix', path: 'subgroup-matrix', dtype: 'f16' },
+  { name: 'portable-f16', path: 'portable', dtype: 'f16' },
+  { name: 'portable-f32', path: 'portable', dtype: 'f32' },
+];
+
+function option(name: string, fallback: string): string {
+  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return hit ? hit.slice(name.length + 3) : fallback;
+}
+
+/** Deterministic uniform(−a, a) values (mulberry32); never zeros, which would hide unwritten outputs. */
+function randomValues(count: number, seed: number, amplitude: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * amplitude;
+  }
+  return out;
+}
+
+/** softmax(q·kᵀ/√d)·v in float64 for the listed query rows; tensors [tokens, heads, d]. */
+function referenceRows(q: Float32Array, k: Float32Array, v: Float32Array, nk: number, heads: number, d: number, rows: number[]): Float64Array {
+  const out = new Float64Array(rows.length * heads * d);
+  const scores = new Float64Array(nk);
+  const acc = new Float64Array(d);
+  const scale = 1 / Math.sqrt(d);
+  rows.forEach((row, ri) => {
+    for (let h = 0; h < heads; h++) {
+      const qo = (row * heads + h) * d;
+      let max = -Infinity;
+      for (let j = 0; j < nk; j++) {
+        const ko = (j * heads + h) * d;
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[qo + i] * k[ko + i];
+        scores[j] = dot * scale;
+        if (scores[j] > max) max = scores[j];
+      }
+      let sum = 0;
+      acc.fill(0);
+      for (let j = 0; j < nk; j++) {
+        const p = Math.exp(scores[j] - max);
+        sum += p;
+        const vo = (j * heads + h) * d;
+        for (let i = 0; i < d; i++) acc[i] += p * v[vo + i];
+      }
+      for (let i = 0; i < d; i++) out[(ri * heads + h) * d + i] = acc[i] / sum;
+    }
+  });
+  return out;
+}
+
+async function main(): Promise<void> {
+  const n = Number(option('n', '18485'));
+  const heads = Number(option('heads', '24'));
+  const runs = Number(option('runs', '5'));
+  const only = option('only', '').split(',').filter(Boolean);
+  const headDim = 128;
+
+  const gpu = nodeGpu({ software: process.argv.includes('--software'), dawnFlags: ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'] });
+  const { device, capabilities } = await requestGpu(gpu);
+  device.addEventListener('uncapturederror', (e) => console.error('WebGPU error:', (e as GPUUncapturedErrorEvent).error.message));
+  console.log(`device: ${capabilities.vendor} ${capabilities.architecture} ${capabilities.description}; f16 ${capabilities.shaderF16}, subgroup-matrix ${capabilities.subgroupMatrix}, timestamps ${capabilities.timestampQuery}`);
+  console.log(`attention: ${n} tokens × ${heads} heads × ${headDim}, ${(attentionFlops(n, n, heads, headDim) / 1e12).toFixed(2)} TFLOP per call, median of ${runs}`);
+
+  const elements = n * heads * headDim;
+  const amplitude = 1.5; // scores ≈ N(0, 0.6²·…): a realistic softmax, neither flat nor one-hot
+  const q32 = randomValues(elements, 11, amplitude);
+  const k32 = randomValues(elements, 12, amplitude);
+  const v32 = randomValues(elements, 13, 1);
+  const checkedRows = [0, 1, 63, 64, Math.floor(n / 2), n - 2, n - 1];
+
+  const results: VariantResult[] = [];
+  for (const variant of VARIANTS.filter((v) => only.length === 0 || only.includes(v.name))) {
+    const result: VariantResult = { name: variant.name, path: variant.path, dtype: variant.dtype };
+    results.push(result);
+    if (variant.dtype === 'f16' && !capabilities.shaderF16) {
+      result.skipped = 'no shader-f16';
+      console.log(`${variant.name}: skipped (${result.skipped})`);
+      continue;
+    }
+    if (variant.path === 'subgroup-matrix') {
+      const reason = subgroupMatrixUnavailableReason(device, { headDim, dtype: variant.dtype });
+      if (reason) {
+        result.skipped = reason;
+        console.log(`${variant.name}: skipped (${reason})`);
+        continue;
+      }
+    }
+    let attention: FlashAttention;
+    try {
+      attention = await createFlashAttention(device, { heads, headDim, dtype: variant.dtype, path: variant.path });
+    } catch (e) {
+      result.skipped = `failed to build: ${(e as Error).message}`;
+      console.log(`${variant.name}: ${result.skipped}`);
+      continue;
+    }
+    Object.assign(result, await timeVariant(device, attention, variant.dtype, { n, heads, headDim, runs, q32, k32, v32, checkedRows }));
+    console.log(
+      `${variant.name}: median ${result.medianMs!.toFixed(2)} ms (${result.timing}; runs ${result.runsMs!.map((t) => t.toFixed(2)).join(', ')}) = ` +
+        `${result.tflops!.toFixed(1)} TFLOP/s; rows ${checkedRows.join(',')} rel err ${result.relErr!.toExponential(2)} (abs ${result.absErr!.toExponential(2)})`,
+    );
+  }
+  console.log(JSON.stringify({ bench: 'attentionKernel', device: `${capabilities.vendor} ${capabilities.architecture} ${capabilities.description}`.trim(), n, heads, headDim, results }));
+  device.destroy();
+}
+
+interface TimingInputs {
+  n: number;
+  heads: number;
+  headDim: number;
+  runs: number;
+  q32: Float32Array;
+  k32: Float32Array;
+  v32: Float32Array;
+  checkedRows: number[];
+}
+
+async function timeVariant(device: GPUDevice, attention: FlashAttention, dtype: AttentionDtype, inputs: TimingInputs): Promise<Partial<VariantResult>> {
+  const { n, heads, headDim, runs, checkedRows } = inputs;
+  const toDtype = (x: Float32Array) => (dtype === 'f16' ? f32ToF16(x) : x);
+  const [q, k, v] = [inputs.q32, inputs.k32, inputs.v32].map(toDtype);
+  const upload = (data: Float32Array | Uint16Array) => {
+    const buffer = device.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  };
+  const [qb, kb, vb] = [upload(q), upload(k), upload(v)];
+  const rowBytes = heads * headDim * (dtype === 'f16' ? 2 : 4);
+  const out = device.createBuffer({ size: n * rowBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const io = { q: qb, k: kb, v: vb, out, nq: n, nk: n };
+
+  const timestamps = device.features.has('timestamp-query');
+  const querySet = timestamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const readTimes = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+
+  const once = async (): Promise<number> => {
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+    attention.encode(pass, io);
+    pass.end();
+    if (querySet) {
+      encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+      encoder.copyBufferToBuffer(resolve, 0, readTimes, 0, 16);
+    }
+    const start = performance.now();
+    device.queue.submit([encoder.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    const wall = performance.now() - start;
+    if (!querySet) return wall;
+    await readTimes.mapAsync(GPUMapMode.READ);
+    const [t0, t1] = new BigInt64Array(readTimes.getMappedRange().slice(0));
+    readTimes.unmap();
+    return Number(t1 - t0) / 1e6;
+  };
+
+  // Poison the output, warm up (pipeline upload, clocks), then time.
+  device.queue.writeBuffer(out, 0, new Uint8Array(out.size).fill(0xff));
+  await once();
+  const runsMs: number[] = [];
+  for (let i = 0; i < runs; i++) runsMs.push(await once());
+  const medianMs = [...runsMs].sort((a, b) => a - b)[Math.floor(runs / 2)];
+
+  // Read back the checked rows and compare with float64 attention on the inputs as the GPU saw them.
+  const readback = device.createBuffer({ size: checkedRows.length * rowBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  checkedRows.forEach((row, i) => encoder.copyBufferToBuffer(out, row * rowBytes, readback, i * rowBytes, rowBytes));
+  device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const raw = readback.getMappedRange().slice(0);
+  readback.unmap();
+  const got = dtype === 'f16' ? f16ToF32(new Uint16Array(raw)) : new Float32Array(raw);
+  const asSeen = (x: Float32Array | Uint16Array) => (x instanceof Uint16Array ? f16ToF32(x) : x);
+  const want = referenceRows(asSeen(q), asSeen(k), asSeen(v), n, heads, headDim, checkedRows);
+  const err = tensorError(got, want);
+
+  for (const b of [qb, kb, vb, out, resolve, readTimes, readback]) b.destroy();
+  querySet?.destroy();
+  return {
+    runsMs,
+    medianMs,
+    tflops: attentionFlops(n, n, heads, headDim) / (medianMs / 1e3) / 1e12,
+    checkedRows,
+    relErr: err.rel,
+    absErr: err.abs,
+    timing: querySet ? 'gpu-timestamps' : 'wall-clock',
+  };
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

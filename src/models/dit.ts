@@ -1,0 +1,508 @@
+// The packed HunyuanVideo transformer of FramePack (HunyuanVideoTransformer3DModelPacked, framepack-reference.md §5)
+// as five graphs, so that one compiled session serves every block of a kind and the engine can stream block weights:
+// the embedders (patch embedders for the noisy and the 1x/2x/4x context latents, timestep/guidance/pooled-text
+// embedding, the token refiner, the SigLIP projection), one dual-stream block, one single-stream block, the output
+// head, and block 0's AdaLN modulation alone (what TeaCache compares between steps, §8). Tensors passed between the
+// graphs (image tokens, context tokens, temb, RoPE cos/sin) are float32 whatever the activation dtype, so the
+// residual streams and the timestep embedding stay fp32 as §5.10 advises; linears run in the activation dtype, or
+// 4-bit where the options ask for it. Every size comes from the checkpoint's config.json.
+
+import { Graph, type BuiltGraph } from './graph.ts';
+import type { OnnxDType } from './onnxProto.ts';
+import { attention, geluTanh, inputName, layerNorm, linear, mergeHeads, rmsNorm, silu, splitHeads, toActivation, toFloat32 } from './ops.ts';
+
+/** The config.json fields the packed DiT reads (diffusers' names in the comments). */
+export interface DiTConfig {
+  /** in_channels: latent channels of the noisy and the context latents. */
+  inChannels: number;
+  /** out_channels: channels of the predicted velocity. */
+  outChannels: number;
+  /** num_attention_heads */
+  heads: number;
+  /** attention_head_dim; equals the sum of the RoPE axes. */
+  headDim: number;
+  /** num_layers: dual-stream blocks. */
+  layers: number;
+  /** num_single_layers: single-stream blocks. */
+  singleLayers: number;
+  /** num_refiner_layers: token refiner blocks. */
+  refinerLayers: number;
+  /** mlp_ratio: feed-forward width over the hidden size. */
+  mlpRatio: number;
+  /** patch_size (H and W) and patch_size_t (T) of the noisy-latent patch embedder. */
+  patchSize: number;
+  patchSizeT: number;
+  /** guidance_embeds: whether a distilled-guidance embedding is added to temb. */
+  guidanceEmbeds: boolean;
+  /** text_embed_dim: width of the Llama states fed to the token refiner. */
+  textEmbedDim: number;
+  /** pooled_projection_dim: width of the CLIP pooled vector. */
+  pooledProjectionDim: number;
+  /** rope_theta and rope_axes_dim (T, Y, X). */
+  ropeTheta: number;
+  ropeAxesDim: [number, number, number];
+  /** image_proj_dim: width of the SigLIP states. */
+  imageProjDim: number;
+}
+
+export class DiTConfigError extends Error {
+  override name = 'DiTConfigError';
+}
+
+/** LayerNorm and RMSNorm epsilon everywhere in the model. */
+export const DIT_NORM_EPS = 1e-6;
+/** Channels of the sinusoidal timestep/guidance embedding (diffusers' Timesteps(256, flip_sin_to_cos=True)). */
+export const TIMESTEP_CHANNELS = 256;
+
+/** The context-latent patch embedders, fixed in the reference's code (HunyuanVideoPatchEmbedForCleanLatents). */
+export const CLEAN_EMBEDDERS = {
+  proj: [1, 2, 2],
+  proj_2x: [2, 4, 4],
+  proj_4x: [4, 8, 8],
+} as const satisfies Record<string, readonly [number, number, number]>;
+
+function need(json: Record<string, unknown>, key: string, check: (v: unknown) => boolean, what: string): unknown {
+  const v = json[key];
+  if (!check(v)) throw new DiTConfigError(`The transformer's config.json has ${key} = ${JSON.stringify(v)}; expected ${what}. Is this a FramePack (HunyuanVideoTransformer3DModelPacked) checkpoint?`);
+  return v;
+}
+
+const positiveInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+const nonNegativeInt = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
+
+/**
+ * Reads a packed-DiT config.json. Throws DiTConfigError when a field is missing or the checkpoint lacks the
+ * FramePack parts this port needs (the clean-latent embedders, the image projection, RMS qk-norm).
+ */
+export function parseDiTConfig(json: Record<string, unknown>): DiTConfig {
+  const int = (k: string) => need(json, k, positiveInt, 'a positive integer') as number;
+  const count = (k: string) => need(json, k, nonNegativeInt, 'a whole number ≥ 0') as number;
+  need(json, 'has_clean_x_embedder', (v) => v === true, 'true');
+  need(json, 'has_image_proj', (v) => v === true, 'true');
+  need(json, 'qk_norm', (v) => v === 'rms_norm', '"rms_norm"');
+  const axes = need(json, 'rope_axes_dim', (v) => Array.isArray(v) && v.length === 3 && v.every((d) => positiveInt(d) && d % 2 === 0), 'three positive even integers') as number[];
+  const config: DiTConfig = {
+    inChannels: int('in_channels'),
+    outChannels: int('out_channels'),
+    heads: int('num_attention_heads'),
+    headDim: int('attention_head_dim'),
+    layers: count('num_layers'),
+    singleLayers: count('num_single_layers'),
+    refinerLayers: count('num_refiner_layers'),
+    mlpRatio: need(json, 'mlp_ratio', (v) => typeof v === 'number' && v > 0, 'a positive number') as number,
+    patchSize: int('patch_size'),
+    patchSizeT: int('patch_size_t'),
+    guidanceEmbeds: need(json, 'guidance_embeds', (v) => typeof v === 'boolean', 'true or false') as boolean,
+    textEmbedDim: int('text_embed_dim'),
+    pooledProjectionDim: int('pooled_projection_dim'),
+    ropeTheta: need(json, 'rope_theta', (v) => typeof v === 'number' && v > 0, 'a positive number') as number,
+    ropeAxesDim: [axes[0], axes[1], axes[2]],
+    imageProjDim: int('image_proj_dim'),
+  };
+  if (axes[0] + axes[1] + axes[2] !== config.headDim) {
+    throw new DiTConfigError(`The transformer's rope_axes_dim ${JSON.stringify(axes)} must add up to attention_head_dim ${config.headDim}.`);
+  }
+  if (!Number.isInteger(hiddenSize(config) * config.mlpRatio)) throw new DiTConfigError(`mlp_ratio ${config.mlpRatio} does not give a whole feed-forward width.`);
+  return config;
+}
+
+/** The model width D = heads · headDim. */
+export function hiddenSize(c: DiTConfig): number {
+  return c.heads * c.headDim;
+}
+
+/** Feed-forward width (the reference's int(D · mlp_ratio)). */
+export function mlpWidth(c: DiTConfig): number {
+  return hiddenSize(c) * c.mlpRatio;
+}
+
+/** Values each output token of proj_out holds: (c, pt, ph, pw). */
+export function patchValues(c: DiTConfig): number {
+  return c.outChannels * c.patchSizeT * c.patchSize * c.patchSize;
+}
+
+export interface DiTGraphOptions {
+  /** Activation dtype: 'float16' where the adapter has shader-f16, 'float32' otherwise and for parity tests. */
+  dtype?: OnnxDType;
+  /**
+   * 4-bit MatMulNBits for the transformer blocks' and the token refiner's linears whose input width is a multiple
+   * of 32 (attention, feed-forward and AdaLN modulation: ≈ 12.4 of the 12.9 B parameters). The patch embedders,
+   * the timestep/text embedders, proj_in, the SigLIP projection, the output head and every norm stay 16/32-bit:
+   * they are small, and the head and the timestep path are fp32 by design.
+   */
+  quantized?: boolean;
+}
+
+/** Graph input and output names the runner feeds and reads. */
+export const DIT_IO = {
+  latents: 'latents',
+  cleanLatents: 'clean_latents',
+  cleanLatents2x: 'clean_latents_2x',
+  cleanLatents4x: 'clean_latents_4x',
+  timestepProj: 'timestep_proj',
+  guidanceProj: 'guidance_proj',
+  pooled: 'pooled_projections',
+  text: 'text_states',
+  image: 'image_embeddings',
+  imageTokens: 'image_tokens',
+  contextTokens: 'context_tokens',
+  temb: 'temb',
+  ropeCos: 'rope_cos',
+  ropeSin: 'rope_sin',
+  imageTokensOut: 'image_tokens_out',
+  contextTokensOut: 'context_tokens_out',
+  grid: 'grid',
+  velocity: 'velocity',
+  modulated: 'modulated',
+} as const;
+
+export const DUAL_BLOCK = 'transformer_blocks.{i}';
+export const SINGLE_BLOCK = 'single_transformer_blocks.{i}';
+
+// ───────────────────────────── shared fragments ─────────────────────────────
+
+/** Quantize a linear only where MatMulNBits' 32-wide blocks tile its input exactly. */
+function blockLinear(g: Graph, x: string, prefix: string, inF: number, outF: number, quantized: boolean): string {
+  return linear(g, x, prefix, inF, outF, { quantized: quantized && inF % 32 === 0 });
+}
+
+/** A Linear kept in float32 whatever the activation dtype (timestep path, output head). */
+function linearF32(g: Graph, x: string, prefix: string, inF: number, outF: number): string {
+  const name = inputName(prefix);
+  const w = g.weight(`${name}_weight`, `${prefix}.weight`, [outF, inF], 'transpose', 'float32');
+  const b = g.weight(`${name}_bias`, `${prefix}.bias`, [outF], 'asis', 'float32');
+  return g.op('Add', [g.op('MatMul', [x, w]), b]);
+}
+
+/** linear_1 → SiLU → linear_2 in float32 (TimestepEmbedding, PixArtAlphaTextProjection with act "silu"). */
+function mlpF32(g: Graph, x: string, prefix: string, inF: number, outF: number): string {
+  return linearF32(g, silu(g, linearF32(g, x, `${prefix}.linear_1`, inF, outF)), `${prefix}.linear_2`, outF, outF);
+}
+
+/** Parameter-free LayerNorm (the AdaLN's), float32 in and out. */
+function plainLayerNorm(g: Graph, x: string, dim: number): string {
+  const ones = g.constant(new Float32Array(dim).fill(1));
+  const zeros = g.constant(new Float32Array(dim));
+  return g.op('LayerNormalization', [x, ones, zeros], { axis: -1, epsilon: DIT_NORM_EPS, stash_type: 1 });
+}
+
+/**
+ * chunk(Linear(SiLU(temb)), n): n float32 tensors [1, 1, D] that broadcast over tokens (the AdaLN modulation
+ * parameters, in the reference's chunk order).
+ */
+function modulation(g: Graph, temb: string, prefix: string, chunks: number, dim: number, quantized: boolean): string[] {
+  const y = toFloat32(g, blockLinear(g, toActivation(g, silu(g, temb)), prefix, dim, chunks * dim, quantized));
+  const r = g.op('Reshape', [y, g.ints([1, chunks, dim])]);
+  return g.opN('Split', [r, g.ints(new Array<number>(chunks).fill(1))], chunks, { axis: 1 });
+}
+
+/** LN(x)·(1 + scale) + shift in float32 (AdaLayerNormZero / AdaLayerNormContinuous). */
+function modulate(g: Graph, x: string, dim: number, scale: string, shift: string): string {
+  return g.op('Add', [g.op('Mul', [plainLayerNorm(g, x, dim), g.op('Add', [scale, g.scalar(1)])]), shift]);
+}
+
+/** x + gate·y with the residual stream in float32. */
+function gatedResidual(g: Graph, x: string, y: string, gate: string): string {
+  return g.op('Add', [x, g.op('Mul', [toFloat32(g, y), gate])]);
+}
+
+/**
+ * RoPE on [1, H, N, d] heads with float32 cos/sin tables [N, d]: pairs (2i, 2i+1), rotated = (−x_{2i+1}, x_{2i}),
+ * out = x·cos + rotated·sin, computed in float32 (apply_rotary_emb_transposed).
+ */
+function applyRope(g: Graph, x: string, cos: string, sin: string): string {
+  const xf = toFloat32(g, x);
+  const pairs = g.op('Reshape', [xf, g.ints([0, 0, 0, -1, 2])]);
+  const [even, odd] = g.opN('Split', [pairs, g.ints([1, 1])], 2, { axis: -1 });
+  const rotated = g.op('Reshape', [g.op('Concat', [g.op('Neg', [odd]), even], { axis: -1 }), g.ints([0, 0, 0, -1])]);
+  return toActivation(g, g.op('Add', [g.op('Mul', [xf, cos]), g.op('Mul', [rotated, sin])]));
+}
+
+/** to_x(n) → heads [1, H, N, d], RMS-normed per head with the learned weight `norm`. */
+function headsOf(g: Graph, c: DiTConfig, n: string, proj: string, norm: string | null, quantized: boolean): string {
+  const d = hiddenSize(c);
+  const h = splitHeads(g, blockLinear(g, n, proj, d, d, quantized), c.heads, c.headDim);
+  return norm ? rmsNorm(g, h, DIT_NORM_EPS, { tensor: norm, dim: c.headDim }) : h;
+}
+
+/** Token counts [N_a, N_b] of two [1, N, ·] tensors, as a Split's sizes. */
+function tokenCounts(g: Graph, a: string, b: string): string {
+  return g.op('Concat', [g.op('Shape', [a], { start: 1, end: 2 }), g.op('Shape', [b], { start: 1, end: 2 })], { axis: 0 });
+}
+
+/** FeedForward: Linear(D→mlp) → GELU(tanh) → Linear(mlp→D). */
+function feedForward(g: Graph, c: DiTConfig, x: string, prefix: string, quantized: boolean): string {
+  const d = hiddenSize(c);
+  const m = mlpWidth(c);
+  return blockLinear(g, geluTanh(g, blockLinear(g, x, `${prefix}.net.0.proj`, d, m, quantized)), `${prefix}.net.2`, m, d, quantized);
+}
+
+function options(o: DiTGraphOptions): { dtype: OnnxDType; quantized: boolean } {
+  const dtype = o.dtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') throw new DiTConfigError(`The DiT runs in float32 or float16 activations, not ${dtype}.`);
+  return { dtype, quantized: o.quantized ?? false };
+}
+
+// ───────────────────────────── embedders ─────────────────────────────
+
+/**
+ * A Conv3d with kernel = stride as a patchify + Gemm (ORT's WebGPU EP has no fast Conv3D): x [1, C, T, H, W],
+ * whose T/H/W are multiples of the kernel, → tokens [1, T'·H'·W', D] in t-major, row, column order, each patch
+ * flattened (c, kt, kh, kw) like the conv weight [D, C, kt, kh, kw].
+ */
+function patchEmbed(g: Graph, c: DiTConfig, x: string, prefix: string, kernel: readonly [number, number, number]): string {
+  const d = hiddenSize(c);
+  const [kt, kh, kw] = kernel;
+  const k = c.inChannels * kt * kh * kw;
+  const axis = (i: number) => g.op('Shape', [x], { start: i, end: i + 1 });
+  const div = (i: number, by: number) => g.op('Div', [axis(i), g.ints([by])]);
+  const blocks = g.op('Concat', [g.ints([c.inChannels]), div(2, kt), g.ints([kt]), div(3, kh), g.ints([kh]), div(4, kw), g.ints([kw])], { axis: 0 });
+  const r = g.op('Reshape', [toActivation(g, x), blocks]); // [C, T', kt, H', kh, W', kw]
+  const patches = g.op('Reshape', [g.op('Transpose', [r], { perm: [1, 3, 5, 0, 2, 4, 6] }), g.ints([-1, k])]); // [N, K]
+  const name = inputName(prefix);
+  const w = g.op('Reshape', [g.weight(`${name}_weight`, `${prefix}.weight`, [d, c.inChannels, kt, kh, kw]), g.ints([d, k])]);
+  const b = g.weight(`${name}_bias`, `${prefix}.bias`, [d]);
+  const tokens = g.op('Gemm', [patches, w, b], { transB: 1 });
+  return toFloat32(g, g.op('Reshape', [tokens, g.ints([1, -1, d])]));
+}
+
+/** One HunyuanVideoIndividualTokenRefinerBlock on the valid text tokens h [1, L, D] (fp32) with its temb. */
+function refinerBlock(g: Graph, c: DiTConfig, h: string, tRef: string, index: number, quantized: boolean): string {
+  const d = hiddenSize(c);
+  const p = `context_embedder.token_refiner.refiner_blocks.${index}`;
+  const n1 = layerNorm(g, h, d, DIT_NORM_EPS, `${p}.norm1`);
+  const q = headsOf(g, c, n1, `${p}.attn.to_q`, null, quantized);
+  const k = headsOf(g, c, n1, `${p}.attn.to_k`, null, quantized);
+  const v = headsOf(g, c, n1, `${p}.attn.to_v`, null, quantized);
+  const a = blockLinear(g, mergeHeads(g, attention(g, q, k, v, c.headDim), c.heads, c.headDim), `${p}.attn.to_out.0`, d, d, quantized);
+  const [gateMsa, gateMlp] = modulation(g, tRef, `${p}.norm_out.linear`, 2, d, quantized);
+  const h1 = gatedResidual(g, h, a, gateMsa);
+  const n2 = layerNorm(g, h1, d, DIT_NORM_EPS, `${p}.norm2`);
+  const m = mlpWidth(c);
+  const ff = blockLinear(g, silu(g, blockLinear(g, n2, `${p}.ff.net.0.proj`, d, m, quantized)), `${p}.ff.net.2`, m, d, quantized);
+  return gatedResidual(g, h1, ff, gateMlp);
+}
+
+/**
+ * The embedders graph. Inputs (float32): latents [1, C, T, H, W]; clean_latents [1, C, T1, H, W]; clean_latents_2x
+ * and clean_latents_4x already replicate-padded at the end to multiples of (2,4,4) and (4,8,8); timestep_proj and
+ * guidance_proj, the 256-channel sinusoids of the timestep and the guidance; pooled_projections [1, P]; text_states
+ * [1, L, textDim], the L valid Llama tokens only (§5.6: with batch 1 the padded ones never reach a valid token);
+ * image_embeddings [1, M, imageProjDim]. Outputs (float32): image_tokens [1, N_img, D] in packed order
+ * [4x, 2x, 1x, noisy]; context_tokens [1, M + L, D] = [SigLIP projection; refined text]; temb [1, D].
+ */
+export function buildDiTEmbed(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_embed', dtype);
+  const d = hiddenSize(c);
+  const latent = (name: string, t: string, h: string, w: string) => g.input(name, 'float32', [1, c.inChannels, t, h, w]);
+  const x = latent(DIT_IO.latents, 'T', 'H', 'W');
+  const clean = latent(DIT_IO.cleanLatents, 'T1', 'H', 'W');
+  const clean2x = latent(DIT_IO.cleanLatents2x, 'T2', 'H2', 'W2');
+  const clean4x = latent(DIT_IO.cleanLatents4x, 'T4', 'H4', 'W4');
+  const tProj = g.input(DIT_IO.timestepProj, 'float32', [1, TIMESTEP_CHANNELS]);
+  const gProj = c.guidanceEmbeds ? g.input(DIT_IO.guidanceProj, 'float32', [1, TIMESTEP_CHANNELS]) : null;
+  const pooled = g.input(DIT_IO.pooled, 'float32', [1, c.pooledProjectionDim]);
+  const text = g.input(DIT_IO.text, 'float32', [1, 'L', c.textEmbedDim]);
+  const image = g.input(DIT_IO.image, 'float32', [1, 'M', c.imageProjDim]);
+
+  // §5.2, §5.3, §5.5: packed order [4x, 2x, clean 1x, noisy].
+  const tokens = g.op('Concat', [
+    patchEmbed(g, c, clean4x, 'clean_x_embedder.proj_4x', CLEAN_EMBEDDERS.proj_4x),
+    patchEmbed(g, c, clean2x, 'clean_x_embedder.proj_2x', CLEAN_EMBEDDERS.proj_2x),
+    patchEmbed(g, c, clean, 'clean_x_embedder.proj', CLEAN_EMBEDDERS.proj),
+    patchEmbed(g, c, x, 'x_embedder.proj', [c.patchSizeT, c.patchSize, c.patchSize]),
+  ], { axis: 1 });
+  g.output(tokens, DIT_IO.imageTokens, 'float32', [1, 'N_img', d]);
+
+  // §5.6.1: temb = MLP_t(sin t) + MLP_g(sin g) + MLP_txt(pooled), in float32.
+  let temb = mlpF32(g, tProj, 'time_text_embed.timestep_embedder', TIMESTEP_CHANNELS, d);
+  if (gProj) temb = g.op('Add', [temb, mlpF32(g, gProj, 'time_text_embed.guidance_embedder', TIMESTEP_CHANNELS, d)]);
+  temb = g.op('Add', [temb, mlpF32(g, pooled, 'time_text_embed.text_embedder', c.pooledProjectionDim, d)]);
+  g.output(temb, DIT_IO.temb, 'float32', [1, d]);
+
+  // §5.6.2: the token refiner on the valid tokens; the masked mean is then a plain mean.
+  const textPooled = g.op('ReduceMean', [text, g.ints([1])], { keepdims: 0 });
+  const tRef = g.op('Add', [
+    mlpF32(g, tProj, 'context_embedder.time_text_embed.timestep_embedder', TIMESTEP_CHANNELS, d),
+    mlpF32(g, textPooled, 'context_embedder.time_text_embed.text_embedder', c.textEmbedDim, d),
+  ]);
+  let h = toFloat32(g, linear(g, toActivation(g, text), 'context_embedder.proj_in', c.textEmbedDim, d));
+  for (let i = 0; i < c.refinerLayers; i++) h = refinerBlock(g, c, h, tRef, i, quantized);
+
+  // §5.6.3: ClipVisionProjection up → SiLU → down; §5.6.4: image tokens first.
+  const up = linear(g, toActivation(g, image), 'image_projection.up', c.imageProjDim, 3 * d);
+  const projected = toFloat32(g, linear(g, silu(g, up), 'image_projection.down', 3 * d, d));
+  g.output(g.op('Concat', [projected, h], { axis: 1 }), DIT_IO.contextTokens, 'float32', [1, 'N_ctx', d]);
+  return g.build();
+}
+
+// ───────────────────────────── blocks ─────────────────────────────
+
+function blockInputs(g: Graph, c: DiTConfig) {
+  const d = hiddenSize(c);
+  return {
+    x: g.input(DIT_IO.imageTokens, 'float32', [1, 'N_img', d]),
+    ctx: g.input(DIT_IO.contextTokens, 'float32', [1, 'N_ctx', d]),
+    temb: g.input(DIT_IO.temb, 'float32', [1, d]),
+    cos: g.input(DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]),
+    sin: g.input(DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]),
+  };
+}
+
+function blockOutputs(g: Graph, c: DiTConfig, x: string, ctx: string): void {
+  g.output(x, DIT_IO.imageTokensOut, 'float32', [1, 'N_img', hiddenSize(c)]);
+  g.output(ctx, DIT_IO.contextTokensOut, 'float32', [1, 'N_ctx', hiddenSize(c)]);
+}
+
+/**
+ * One dual-stream block (§5.7), weights `transformer_blocks.{i}.*` as inputs. Inputs: image_tokens [1, N_img, D],
+ * context_tokens [1, N_ctx, D], temb [1, D], rope_cos/rope_sin [N_img, headDim]; outputs the updated streams.
+ */
+export function buildDiTDualBlock(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_dual_block', dtype);
+  const d = hiddenSize(c);
+  const p = DUAL_BLOCK;
+  const { x, ctx, temb, cos, sin } = blockInputs(g, c);
+  const [shift1, scale1, gate1, shift2, scale2, gate2] = modulation(g, temb, `${p}.norm1.linear`, 6, d, quantized);
+  const [cShift1, cScale1, cGate1, cShift2, cScale2, cGate2] = modulation(g, temb, `${p}.norm1_context.linear`, 6, d, quantized);
+  const xn = toActivation(g, modulate(g, x, d, scale1, shift1));
+  const cn = toActivation(g, modulate(g, ctx, d, cScale1, cShift1));
+
+  // Image heads get RoPE, the context heads (SigLIP and text) do not; one joint attention over both.
+  const q = applyRope(g, headsOf(g, c, xn, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized), cos, sin);
+  const k = applyRope(g, headsOf(g, c, xn, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized), cos, sin);
+  const v = headsOf(g, c, xn, `${p}.attn.to_v`, null, quantized);
+  const cq = headsOf(g, c, cn, `${p}.attn.add_q_proj`, `${p}.attn.norm_added_q.weight`, quantized);
+  const ck = headsOf(g, c, cn, `${p}.attn.add_k_proj`, `${p}.attn.norm_added_k.weight`, quantized);
+  const cv = headsOf(g, c, cn, `${p}.attn.add_v_proj`, null, quantized);
+  const joint = (a: string, b: string) => g.op('Concat', [a, b], { axis: 2 });
+  const o = mergeHeads(g, attention(g, joint(q, cq), joint(k, ck), joint(v, cv), c.headDim), c.heads, c.headDim);
+  const [oImage, oContext] = g.opN('Split', [o, tokenCounts(g, x, ctx)], 2, { axis: 1 });
+
+  const x1 = gatedResidual(g, x, blockLinear(g, oImage, `${p}.attn.to_out.0`, d, d, quantized), gate1);
+  const c1 = gatedResidual(g, ctx, blockLinear(g, oContext, `${p}.attn.to_add_out`, d, d, quantized), cGate1);
+  const x2 = gatedResidual(g, x1, feedForward(g, c, toActivation(g, modulate(g, x1, d, scale2, shift2)), `${p}.ff`, quantized), gate2);
+  const c2 = gatedResidual(g, c1, feedForward(g, c, toActivation(g, modulate(g, c1, d, cScale2, cShift2)), `${p}.ff_context`, quantized), cGate2);
+  blockOutputs(g, c, x2, c2);
+  return g.build();
+}
+
+/**
+ * One single-stream block (§5.8), weights `single_transformer_blocks.{i}.*` as inputs; same inputs and outputs as
+ * the dual block (the streams are joined inside and split again, so the engine's loop is uniform).
+ */
+export function buildDiTSingleBlock(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_single_block', dtype);
+  const d = hiddenSize(c);
+  const m = mlpWidth(c);
+  const p = SINGLE_BLOCK;
+  const { x, ctx, temb, cos, sin } = blockInputs(g, c);
+  const sizes = tokenCounts(g, x, ctx);
+  const s = g.op('Concat', [x, ctx], { axis: 1 });
+  const [shift, scale, gate] = modulation(g, temb, `${p}.norm.linear`, 3, d, quantized);
+  const n = toActivation(g, modulate(g, s, d, scale, shift));
+  const mlp = geluTanh(g, blockLinear(g, n, `${p}.proj_mlp`, d, m, quantized));
+
+  // RoPE on the image part of q and k only.
+  const ropeImagePart = (heads: string) => {
+    const [image, context] = g.opN('Split', [heads, sizes], 2, { axis: 2 });
+    return g.op('Concat', [applyRope(g, image, cos, sin), context], { axis: 2 });
+  };
+  const q = ropeImagePart(headsOf(g, c, n, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized));
+  const k = ropeImagePart(headsOf(g, c, n, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized));
+  const v = headsOf(g, c, n, `${p}.attn.to_v`, null, quantized);
+  const o = mergeHeads(g, attention(g, q, k, v, c.headDim), c.heads, c.headDim);
+  const out = blockLinear(g, g.op('Concat', [o, mlp], { axis: 2 }), `${p}.proj_out`, d + m, d, quantized);
+  const s1 = gatedResidual(g, s, out, gate);
+  const [x1, c1] = g.opN('Split', [s1, sizes], 2, { axis: 1 });
+  blockOutputs(g, c, x1, c1);
+  return g.build();
+}
+
+/**
+ * Block 0's AdaLN-modulated image tokens LN(x)·(1 + scale_msa) + shift_msa (TeaCache's probe, §8), float32
+ * [1, N_img, D]. Its weight inputs have the same names as the dual block's, so the engine feeds it block 0's.
+ */
+export function buildDiTBlockModulation(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_block_modulation', dtype);
+  const d = hiddenSize(c);
+  const x = g.input(DIT_IO.imageTokens, 'float32', [1, 'N_img', d]);
+  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
+  const [shift1, scale1] = modulation(g, temb, `${DUAL_BLOCK}.norm1.linear`, 6, d, quantized);
+  g.output(modulate(g, x, d, scale1, shift1), DIT_IO.modulated, 'float32', [1, 'N_img', d]);
+  return g.build();
+}
+
+// ───────────────────────────── head ─────────────────────────────
+
+/**
+ * The output head (§5.9): norm_out (scale first, then shift) and proj_out in float32 on the last T'·H'·W' image
+ * tokens, then unpatchify `b (t h w) (c pt ph pw) → b c (t pt) (h ph) (w pw)`. Inputs: image_tokens [1, N_img, D],
+ * temb [1, D], grid int64 [3] = (T', H', W') post-patch. Output: velocity [1, C_out, T, H, W] float32.
+ */
+export function buildDiTHead(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype } = options(graphOptions);
+  const g = new Graph('dit_head', dtype);
+  const d = hiddenSize(c);
+  const x = g.input(DIT_IO.imageTokens, 'float32', [1, 'N_img', d]);
+  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
+  const grid = g.input(DIT_IO.grid, 'int64', [3]);
+
+  const emb = linearF32(g, silu(g, temb), 'norm_out.linear', d, 2 * d);
+  const [scale, shift] = g.opN('Split', [g.op('Reshape', [emb, g.ints([1, 2, d])]), g.ints([1, 1])], 2, { axis: 1 });
+  // Keep the noisy tokens (the last T'·H'·W'); the norm is per token, so slicing first changes nothing.
+  const at = (i: number) => g.op('Slice', [grid, g.ints([i]), g.ints([i + 1])]);
+  const noisy = g.op('Mul', [g.op('Mul', [at(0), at(1)]), at(2)]);
+  const total = g.op('Shape', [x], { start: 1, end: 2 });
+  const xs = g.op('Slice', [x, g.op('Sub', [total, noisy]), total, g.ints([1])]);
+  const y = linearF32(g, modulate(g, xs, d, scale, shift), 'proj_out', d, patchValues(c));
+
+  const [pt, ph, pw] = [c.patchSizeT, c.patchSize, c.patchSize];
+  const patches = g.op('Reshape', [y, g.op('Concat', [grid, g.ints([c.outChannels, pt, ph, pw])], { axis: 0 })]); // [T', H', W', C, pt, ph, pw]
+  const moved = g.op('Transpose', [patches], { perm: [3, 0, 4, 1, 5, 2, 6] }); // [C, T', pt, H', ph, W', pw]
+  const full = g.op('Concat', [g.ints([1, c.outChannels]), g.op('Mul', [grid, g.ints([pt, ph, pw])])], { axis: 0 });
+  g.output(g.op('Reshape', [moved, full]), DIT_IO.velocity, 'float32', [1, c.outChannels, 'T', 'H', 'W']);
+  return g.build();
+}
+
+export interface DiTGraphs {
+  embed: BuiltGraph;
+  dual: BuiltGraph;
+  single: BuiltGraph;
+  head: BuiltGraph;
+  /** Block 0's modulated input, for TeaCache. */
+  modulation: BuiltGraph;
+}
+
+export function buildDiTGraphs(c: DiTConfig, graphOptions: DiTGraphOptions = {}): DiTGraphs {
+  return {
+    embed: buildDiTEmbed(c, graphOptions),
+    dual: buildDiTDualBlock(c, graphOptions),
+    single: buildDiTSingleBlock(c, graphOptions),
+    head: buildDiTHead(c, graphOptions),
+    modulation: buildDiTBlockModulation(c, graphOptions),
+  };
+}
+
+/**
+ * Every checkpoint tensor the graphs read, with `{i}` expanded over the blocks, and its stored shape: what a
+ * converter must fetch and what the real-shapes test checks against the real checkpoint.
+ */
+export function ditTensorShapes(c: DiTConfig, graphs: DiTGraphs): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const add = (graph: BuiltGraph, blocks: number | null) => {
+    for (const w of graph.weights) {
+      const names = blocks === null ? [w.tensor] : Array.from({ length: blocks }, (_, i) => w.tensor.replace('{i}', String(i)));
+      for (const name of names) out.set(name, w.shape);
+    }
+  };
+  add(graphs.embed, null);
+  add(graphs.dual, c.layers);
+  add(graphs.single, c.singleLayers);
+  add(graphs.head, null);
+  return out;
+}

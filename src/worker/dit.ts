@@ -1,0 +1,359 @@
+// Runs the packed DiT for a checkpoint on one execution provider: one forward is the embedders graph, the dual-block
+// graph once per `transformer_blocks.{i}`, the single-block graph once per `single_transformer_blocks.{i}`, then the
+// head graph, each block call bound to that block's weights. This is the one code path the app, the CLI and the
+// reference checks use. It also prepares what the graphs take and the reference computes on the side: the
+// timestep/guidance sinusoids (float32, as diffusers' get_timestep_embedding), the replicate padding of the 2x/4x
+// context latents, the crop of the text to its valid tokens, and the RoPE table split into cos and sin. TeaCache
+// (framepack-reference.md §8) hooks in between the embedders and the blocks.
+
+import {
+  buildDiTGraphs, CLEAN_EMBEDDERS, DIT_IO, hiddenSize, parseDiTConfig, TIMESTEP_CHANNELS,
+  type DiTConfig, type DiTGraphs,
+} from '../models/dit.ts';
+import { numel, type Tensor } from '../pipeline/tensor.ts';
+import { cpuTensor, createSession, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
+import { weightFeeds } from '../runtime/weightFeeds.ts';
+import type { Checkpoint } from '../weights/checkpoint.ts';
+
+/** What the caller handed the DiT does not fit the model or the other inputs; the message says which. */
+export class DiTInputError extends Error {
+  override name = 'DiTInputError';
+}
+
+/** One DiT call's inputs, as the reference's forward takes them (§5.1), plus the packed RoPE table. */
+export interface DiTInputs {
+  /** Noisy latents [1, C, T, H, W]. */
+  latents: Tensor;
+  /** σ·1000 as the model sees it (bf16-rounded on the 16-bit path, by the caller). */
+  timestep: number;
+  /** Distilled guidance ·1000 as the model sees it (10000, or 9984 after the bf16 cast). */
+  guidance: number;
+  /** Llama states [1, L, textDim]; with `textMask`, padded states whose valid tokens come first. */
+  textStates: Tensor;
+  /** Which of textStates' tokens are real (right padding); absent means all. */
+  textMask?: readonly boolean[];
+  /** CLIP pooled vector [1, P]. */
+  pooledProjections: Tensor;
+  /** SigLIP last hidden state [1, M, imageProjDim]. */
+  imageEmbeddings: Tensor;
+  /** Context latents: 1x [1, C, T1, H, W], 2x [1, C, T2, H, W], 4x [1, C, T4, H, W] (unpadded). */
+  cleanLatents: Tensor;
+  cleanLatents2x: Tensor;
+  cleanLatents4x: Tensor;
+  /**
+   * The packed RoPE table [N_img, 2·headDim], rows in packed order [4x, 2x, 1x, noisy], each
+   * [cos T | cos Y | cos X | sin T | sin Y | sin X] (pipeline/ropeTables.ts packedRopeTable).
+   */
+  rope: Float32Array;
+}
+
+/** TeaCache's decision, given block 0's modulated image tokens (pipeline/teacache.ts TeaCacheRule fits). */
+export interface BlockSkipRule {
+  shouldCompute(modulatedInput: Float32Array): boolean | Promise<boolean>;
+}
+
+/**
+ * The per-branch TeaCache state the engine keeps (one per section and guidance branch): the rule, and the block
+ * residual x_out − x_in of the image tokens saved by the last call that ran the blocks.
+ */
+export interface TeaCacheSlot {
+  rule: BlockSkipRule;
+  residual: Float32Array | null;
+}
+
+export interface DiTForwardOptions {
+  /** With TeaCache: the blocks run only when the rule says so; otherwise x_out = x_in + slot.residual. */
+  teacache?: TeaCacheSlot;
+  signal?: AbortSignal;
+}
+
+/** The embedders' outputs (float32): packed image tokens, [SigLIP; text] context tokens, temb. */
+export interface DiTEmbedding {
+  imageTokens: Tensor;
+  contextTokens: Tensor;
+  temb: Tensor;
+}
+
+export interface DiTRunner {
+  config: DiTConfig;
+  graphs: DiTGraphs;
+  /** The velocity prediction [1, C_out, T, H, W] in float32. Throws DiTInputError, TeaCacheResidualMissing. */
+  forward(inputs: DiTInputs, options?: DiTForwardOptions): Promise<Tensor>;
+  /** The embedders alone (debugging and parity checks of the packed tokens). */
+  embed(inputs: DiTInputs): Promise<DiTEmbedding>;
+  release(): Promise<void>;
+}
+
+export interface DiTRunnerOptions {
+  provider: ExecutionProvider;
+  /** Activation dtype; 'float16' needs shader-f16 on WebGPU. */
+  dtype?: 'float32' | 'float16';
+  /** 4-bit block linears (see DiTGraphOptions.quantized). */
+  quantized?: boolean;
+}
+
+/** TeaCache asked to skip the blocks before any call of this slot ran them. */
+export class TeaCacheResidualMissing extends Error {
+  override name = 'TeaCacheResidualMissing';
+  constructor(got: number | null, want: number) {
+    super(got === null
+      ? 'TeaCache asked to reuse the block residual before any step computed it; the first step of a section must compute.'
+      : `TeaCache's stored block residual has ${got} values but this call has ${want}; keep one TeaCache slot per section and branch.`);
+  }
+}
+
+// ───────────────────────────── input preparation ─────────────────────────────
+
+/**
+ * diffusers' get_timestep_embedding(value, channels, flip_sin_to_cos=True, downscale_freq_shift=0) in float32:
+ * freq_j = exp(fl(−ln 10000)·j / (channels/2)), angle = fl(value·freq_j), output [cos(angles) | sin(angles)].
+ */
+export function timestepSinusoid(value: number, channels: number = TIMESTEP_CHANNELS, maxPeriod = 10000): Float32Array {
+  const f = Math.fround;
+  const half = channels / 2;
+  const negLog = f(-Math.log(maxPeriod));
+  const out = new Float32Array(channels);
+  const mode = process.env.SIN_MODE ?? 'A';
+  for (let j = 0; j < half; j++) {
+    let freq = f(Math.exp(f(f(negLog * j) / half)));
+    if (mode === 'B') freq = f(Math.exp(-Math.log(maxPeriod) * j / half));
+    if (mode === 'D') freq = Math.exp(-Math.log(maxPeriod) * j / half);
+    if (mode === 'E') freq = f(Math.exp(f(negLog * j) / half) * (1 + (Number(process.env.ULP ?? 0)) * 2 ** -23));
+    let angle = f(f(value) * freq);
+    if (mode === 'C' || mode === 'D') angle = value * freq;
+    out[j] = Math.cos(angle);
+    out[half + j] = Math.sin(angle);
+  }
+  return out;
+}
+
+function check5d(t: Tensor, what: string, channels: number): [number, number, number] {
+  if (t.shape.length !== 5 || t.shape[0] !== 1 || t.shape[1] !== channels) {
+    throw new DiTInputError(`${what} must be [1, ${channels}, T, H, W], got [${t.shape.join(', ')}].`);
+  }
+  if (t.data.length !== numel(t.shape)) throw new DiTInputError(`${what} has ${t.data.length} values for its shape [${t.shape.join(', ')}].`);
+  return [t.shape[2], t.shape[3], t.shape[4]];
+}
+
+/**
+ * Replicate-pads [1, C, T, H, W] at the end of T, H and W up to multiples of `multiples` (the reference's
+ * pad_for_3d_conv before the 2x/4x embedders). Returns the input itself when nothing is padded.
+ */
+export function padEndReplicate(x: Tensor, multiples: readonly [number, number, number]): Tensor {
+  const [c, t, h, w] = x.shape.slice(1);
+  const [pt, ph, pw] = [t, h, w].map((n, i) => Math.ceil(n / multiples[i]) * multiples[i]);
+  if (pt === t && ph === h && pw === w) return x;
+  const out = new Float32Array(c * pt * ph * pw);
+  let o = 0;
+  for (let ci = 0; ci < c; ci++) {
+    for (let ti = 0; ti < pt; ti++) {
+      const st = Math.min(ti, t - 1);
+      for (let yi = 0; yi < ph; yi++) {
+        const row = ((ci * t + st) * h + Math.min(yi, h - 1)) * w;
+        for (let xi = 0; xi < pw; xi++) out[o++] = x.data[row + Math.min(xi, w - 1)];
+      }
+    }
+  }
+  return { data: out, shape: [1, c, pt, ph, pw] };
+}
+
+/**
+ * The valid text tokens [1, L, dim]: with batch 1 the reference crops the sequence to its valid length and runs
+ * without a mask (§5.6), which is exact only when the valid tokens come first. Throws DiTInputError otherwise.
+ */
+export function validTextTokens(states: Tensor, mask: readonly boolean[] | undefined, dim: number): Tensor {
+  if (states.shape.length !== 3 || states.shape[0] !== 1 || states.shape[2] !== dim) {
+    throw new DiTInputError(`The text states must be [1, L, ${dim}], got [${states.shape.join(', ')}].`);
+  }
+  const total = states.shape[1];
+  if (!mask) {
+    if (total < 1) throw new DiTInputError('The prompt gave no text tokens; the DiT needs at least one.');
+    return states;
+  }
+  if (mask.length !== total) throw new DiTInputError(`The text mask has ${mask.length} entries for ${total} text tokens.`);
+  const valid = mask.indexOf(false) === -1 ? total : mask.indexOf(false);
+  if (mask.slice(valid).some(Boolean)) throw new DiTInputError('The text mask must mark the valid tokens first and the padding after them (right padding).');
+  if (valid < 1) throw new DiTInputError('The text mask marks no valid token; the DiT needs at least one.');
+  return valid === total ? states : { data: states.data.slice(0, valid * dim), shape: [1, valid, dim] };
+}
+
+/** Splits the packed RoPE table [N, 2d] into cos [N, d] and sin [N, d]. */
+export function splitRopeTable(table: Float32Array, headDim: number): { cos: Float32Array; sin: Float32Array } {
+  const n = table.length / (2 * headDim);
+  const cos = new Float32Array(n * headDim);
+  const sin = new Float32Array(n * headDim);
+  for (let i = 0; i < n; i++) {
+    cos.set(table.subarray(i * 2 * headDim, i * 2 * headDim + headDim), i * headDim);
+    sin.set(table.subarray(i * 2 * headDim + headDim, (i + 1) * 2 * headDim), i * headDim);
+  }
+  return { cos, sin };
+}
+
+interface PreparedInputs {
+  embedFeeds: Record<string, OrtTensor>;
+  cos: OrtTensor;
+  sin: OrtTensor;
+  /** Post-patch (T', H', W') of the noisy latents. */
+  grid: [number, number, number];
+  imageTokens: number;
+}
+
+/** Validates the inputs against the config and each other, and turns them into the embedders' feeds. */
+function prepareInputs(config: DiTConfig, inputs: DiTInputs): PreparedInputs {
+  const c = config.inChannels;
+  const [t, h, w] = check5d(inputs.latents, 'The noisy latents', c);
+  const { patchSize: p, patchSizeT: pt } = config;
+  if (t % pt || h % p || w % p) {
+    throw new DiTInputError(`The latent grid ${t}×${h}×${w} is not a multiple of the patch (${pt}, ${p}, ${p}); pick a resolution bucket whose sides are multiples of ${8 * p} pixels.`);
+  }
+  const grid: [number, number, number] = [t / pt, h / p, w / p];
+  const contexts = [
+    [inputs.cleanLatents, 'The clean latents', CLEAN_EMBEDDERS.proj],
+    [inputs.cleanLatents2x, 'The 2x clean latents', CLEAN_EMBEDDERS.proj_2x],
+    [inputs.cleanLatents4x, 'The 4x clean latents', CLEAN_EMBEDDERS.proj_4x],
+  ] as const;
+  let imageTokens = grid[0] * grid[1] * grid[2];
+  const padded = contexts.map(([x, what, kernel]) => {
+    const [, ch, cw] = check5d(x, what, c);
+    if (ch !== h || cw !== w) throw new DiTInputError(`${what} are ${ch}×${cw} but the noisy latents ${h}×${w}; all come from one latent grid.`);
+    const out = padEndReplicate(x, kernel);
+    imageTokens += (out.shape[2] / kernel[0]) * (out.shape[3] / kernel[1]) * (out.shape[4] / kernel[2]);
+    return out;
+  });
+  const d = config.headDim;
+  if (inputs.rope.length !== imageTokens * 2 * d) {
+    throw new DiTInputError(`The RoPE table has ${inputs.rope.length / (2 * d)} rows of ${2 * d} for ${imageTokens} image tokens; build it from this call's index lists and latent grid.`);
+  }
+  const text = validTextTokens(inputs.textStates, inputs.textMask, config.textEmbedDim);
+  const { pooledProjections: pooled, imageEmbeddings: image } = inputs;
+  if (pooled.data.length !== config.pooledProjectionDim) throw new DiTInputError(`The pooled text vector has ${pooled.data.length} values; this model takes ${config.pooledProjectionDim}.`);
+  if (image.shape.length !== 3 || image.shape[0] !== 1 || image.shape[2] !== config.imageProjDim) {
+    throw new DiTInputError(`The image embeddings must be [1, M, ${config.imageProjDim}], got [${image.shape.join(', ')}].`);
+  }
+  const f32 = (x: Tensor) => cpuTensor('float32', x.data, x.shape);
+  const embedFeeds: Record<string, OrtTensor> = {
+    [DIT_IO.latents]: f32(inputs.latents),
+    [DIT_IO.cleanLatents]: f32(padded[0]),
+    [DIT_IO.cleanLatents2x]: f32(padded[1]),
+    [DIT_IO.cleanLatents4x]: f32(padded[2]),
+    [DIT_IO.timestepProj]: cpuTensor('float32', timestepSinusoid(inputs.timestep), [1, TIMESTEP_CHANNELS]),
+    [DIT_IO.pooled]: cpuTensor('float32', pooled.data, [1, config.pooledProjectionDim]),
+    [DIT_IO.text]: f32(text),
+    [DIT_IO.image]: f32(image),
+  };
+  if (config.guidanceEmbeds) embedFeeds[DIT_IO.guidanceProj] = cpuTensor('float32', timestepSinusoid(inputs.guidance), [1, TIMESTEP_CHANNELS]);
+  const { cos, sin } = splitRopeTable(inputs.rope, d);
+  return { embedFeeds, cos: cpuTensor('float32', cos, [imageTokens, d]), sin: cpuTensor('float32', sin, [imageTokens, d]), grid, imageTokens };
+}
+
+async function toTensor(t: OrtTensor): Promise<Tensor> {
+  return { data: Float32Array.from((await tensorData(t)) as Float32Array), shape: [...t.dims] };
+}
+
+// ───────────────────────────── the runner ─────────────────────────────
+
+/**
+ * Builds the DiT's graphs for `checkpoint`'s config.json and creates their sessions on `options.provider`.
+ * Block weights are read (and quantized, for 4-bit) on first use and kept. Throws DiTConfigError for a config
+ * that is not a FramePack packed DiT.
+ */
+export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOptions): Promise<DiTRunner> {
+  const config = parseDiTConfig(checkpoint.config);
+  const graphs = buildDiTGraphs(config, { dtype: options.dtype ?? 'float32', quantized: options.quantized ?? false });
+  const sessions = {
+    embed: await createSession(graphs.embed, options.provider),
+    dual: await createSession(graphs.dual, options.provider),
+    single: await createSession(graphs.single, options.provider),
+    head: await createSession(graphs.head, options.provider),
+  };
+  let modulationSession: GraphSession | null = null;
+
+  // A residency manager will own these; for now every block's feeds are kept once read.
+  const cache = new Map<string, Promise<Record<string, OrtTensor>>>();
+  const feedsOf = (key: string, graph: DiTGraphs[keyof DiTGraphs], block?: number) => {
+    let feeds = cache.get(key);
+    if (!feeds) cache.set(key, (feeds = weightFeeds(graph, checkpoint, block)));
+    return feeds;
+  };
+
+  const embed = async (prepared: PreparedInputs) => {
+    const out = await sessions.embed.run({ ...(await feedsOf('embed', graphs.embed)), ...prepared.embedFeeds });
+    return { x: out[DIT_IO.imageTokens], ctx: out[DIT_IO.contextTokens], temb: out[DIT_IO.temb] };
+  };
+
+  /** Block 0's modulated image tokens, with block 0's own weight feeds (the graphs share input names). */
+  const modulated = async (x: OrtTensor, temb: OrtTensor): Promise<Float32Array> => {
+    modulationSession ??= await createSession(graphs.modulation, options.provider);
+    const block0 = await feedsOf('dual.0', graphs.dual, 0);
+    const feeds: Record<string, OrtTensor> = { [DIT_IO.imageTokens]: x, [DIT_IO.temb]: temb };
+    for (const w of graphs.modulation.weights) feeds[w.input] = block0[w.input];
+    const out = await modulationSession.run(feeds);
+    return Float32Array.from((await tensorData(out[DIT_IO.modulated])) as Float32Array);
+  };
+
+  const runBlocks = async (x: OrtTensor, ctx: OrtTensor, temb: OrtTensor, prepared: PreparedInputs, signal?: AbortSignal) => {
+    const kinds = [
+      { session: sessions.dual, graph: graphs.dual, count: config.layers, key: 'dual' },
+      { session: sessions.single, graph: graphs.single, count: config.singleLayers, key: 'single' },
+    ];
+    for (const kind of kinds) {
+      for (let i = 0; i < kind.count; i++) {
+        signal?.throwIfAborted();
+        const out = await kind.session.run({
+          ...(await feedsOf(`${kind.key}.${i}`, kind.graph, i)),
+          [DIT_IO.imageTokens]: x, // [1, N_img, D] f32
+          [DIT_IO.contextTokens]: ctx, // [1, M + L, D] f32
+          [DIT_IO.temb]: temb, // [1, D] f32
+          [DIT_IO.ropeCos]: prepared.cos, // [N_img, headDim] f32
+          [DIT_IO.ropeSin]: prepared.sin,
+        });
+        x = out[DIT_IO.imageTokensOut];
+        ctx = out[DIT_IO.contextTokensOut];
+      }
+    }
+    return x;
+  };
+
+  return {
+    config,
+    graphs,
+    async embed(inputs) {
+      const e = await embed(prepareInputs(config, inputs));
+      return { imageTokens: await toTensor(e.x), contextTokens: await toTensor(e.ctx), temb: await toTensor(e.temb) };
+    },
+    async forward(inputs, forwardOptions = {}) {
+      const { teacache, signal } = forwardOptions;
+      const prepared = prepareInputs(config, inputs);
+      signal?.throwIfAborted();
+      const { x, ctx, temb } = await embed(prepared);
+      let xOut: OrtTensor;
+      if (!teacache) {
+        xOut = await runBlocks(x, ctx, temb, prepared, signal);
+      } else {
+        const compute = await teacache.rule.shouldCompute(await modulated(x, temb));
+        const xIn = (await tensorData(x)) as Float32Array; // [1, N_img, D] f32
+        if (compute) {
+          xOut = await runBlocks(x, ctx, temb, prepared, signal);
+          const done = (await tensorData(xOut)) as Float32Array;
+          const residual = new Float32Array(xIn.length);
+          for (let i = 0; i < residual.length; i++) residual[i] = done[i] - xIn[i];
+          teacache.residual = residual;
+        } else {
+          const residual = teacache.residual;
+          if (!residual || residual.length !== xIn.length) throw new TeaCacheResidualMissing(residual?.length ?? null, xIn.length);
+          const skipped = new Float32Array(xIn.length);
+          for (let i = 0; i < skipped.length; i++) skipped[i] = xIn[i] + residual[i];
+          xOut = cpuTensor('float32', skipped, [1, prepared.imageTokens, hiddenSize(config)]);
+        }
+      }
+      signal?.throwIfAborted();
+      const grid = cpuTensor('int64', BigInt64Array.from(prepared.grid, BigInt), [3]);
+      const out = await sessions.head.run({ ...(await feedsOf('head', graphs.head)), [DIT_IO.imageTokens]: xOut, [DIT_IO.temb]: temb, [DIT_IO.grid]: grid });
+      return toTensor(out[DIT_IO.velocity]);
+    },
+    async release() {
+      for (const s of [...Object.values(sessions), modulationSession]) await s?.release();
+      cache.clear();
+    },
+  };
+}

@@ -1,0 +1,305 @@
+// Runs the causal 3D VAE for the app, the CLI and check-reference: encode one frame to the posterior (FramePack's
+// start latent is its mean × scaling factor), and decode latents exactly as diffusers 0.33.1 does by default —
+// frame-wise temporal tiles of 5 latents every 3 (GroupNorm statistics per tile, 4-frame linear blend) — plus its
+// spatial tiles (256 px every 192, 64 px blend) when one temporal tile would need a tensor larger than the GPU can
+// bind. The reference's high-VRAM mode never tiles spatially, so small inputs are decoded whole.
+
+import type { BuiltGraph } from '../models/graph.ts';
+import { buildVaeDecoder, buildVaeEncoder, decodedFrames, decoderPeakBytes, encoderPeakBytes, parseVaeConfig, type VaeConfig } from '../models/vae.ts';
+import { numel, strides, type Tensor } from '../pipeline/tensor.ts';
+import { GpuOutOfMemoryError } from '../runtime/gpuErrors.ts';
+import { createSession, cpuTensor, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
+import { weightFeeds } from '../runtime/weightFeeds.ts';
+import type { Checkpoint } from '../weights/checkpoint.ts';
+
+/** diffusers' tile settings, in pixels and pixel frames (attributes of AutoencoderKLHunyuanVideo, not in config.json). */
+export interface VaeTiling {
+  /** tile_sample_min_num_frames: a temporal tile spans this ÷ temporal compression latents, plus one. */
+  sampleFrames: number;
+  /** tile_sample_stride_num_frames */
+  sampleFrameStride: number;
+  /** tile_sample_min_height = tile_sample_min_width */
+  sampleSize: number;
+  /** tile_sample_stride_height = tile_sample_stride_width */
+  sampleStride: number;
+}
+
+export const DIFFUSERS_TILING: VaeTiling = { sampleFrames: 16, sampleFrameStride: 12, sampleSize: 256, sampleStride: 192 };
+
+/** SwiftShader's maxStorageBufferBindingSize, the smallest of the devices we know; NVIDIA offers 2 GiB − 4. */
+export const DEFAULT_MAX_TENSOR_BYTES = 2 ** 30;
+
+export interface VaeOptions {
+  provider: ExecutionProvider;
+  /** Activation dtype (fp16 needs shader-f16 on WebGPU); inputs and outputs stay fp32. */
+  dtype?: 'float32' | 'float16';
+  /**
+   * Largest single tensor one decoder call may create; a temporal tile past it is decoded in spatial tiles.
+   * Pass the device's `limits.maxStorageBufferBindingSize` (GpuCapabilities). Default DEFAULT_MAX_TENSOR_BYTES.
+   */
+  maxTensorBytes?: number;
+  /** Override diffusers' tile sizes (tests use small spatial tiles on the tiny model). */
+  tiling?: Partial<VaeTiling>;
+}
+
+export interface VaeEncoding {
+  /** Posterior mean [1, L, 1, h, w]. */
+  mean: Tensor;
+  /** Posterior log-variance, clamped to [−30, 20]. */
+  logvar: Tensor;
+  /** mean × scaling_factor: the start latent (the reference samples the posterior with an unseeded RNG; its std is tiny). */
+  latent: Tensor;
+}
+
+export interface DecodeProgress {
+  /** Decoder calls finished and planned (temporal × spatial tiles). */
+  done: number;
+  total: number;
+}
+
+export interface Vae {
+  config: VaeConfig;
+  /** image [1, 3, 1, H, W] in [−1, 1]. Throws GpuOutOfMemoryError when the frame needs a tensor past the limit. */
+  encode(image: Tensor): Promise<VaeEncoding>;
+  /** Unscaled latents z [1, L, T, h, w] (what diffusers' decode takes) → pixels [1, 3, 4(T−1)+1, 8h, 8w]. */
+  decode(z: Tensor, onProgress?: (p: DecodeProgress) => void): Promise<Tensor>;
+  /** FramePack's vae_decode: scaled latents (the sampler's) ÷ scaling_factor, then decode. */
+  decodeLatents(latents: Tensor, onProgress?: (p: DecodeProgress) => void): Promise<Tensor>;
+  release(): Promise<void>;
+}
+
+class VaeInputError extends Error {
+  override name = 'VaeInputError';
+}
+
+/** One graph with its session and weight feeds, made on first use. */
+function lazyPart(build: () => BuiltGraph, checkpoint: Checkpoint, provider: ExecutionProvider) {
+  let ready: Promise<{ session: GraphSession; weights: Record<string, OrtTensor> }> | null = null;
+  return {
+    async run(inputName: string, input: Tensor): Promise<Record<string, OrtTensor>> {
+      ready ??= (async () => {
+        const graph = build();
+        const weights = await weightFeeds(graph, checkpoint);
+        return { session: await createSession(graph, provider), weights };
+      })();
+      const { session, weights } = await ready;
+      return session.run({ ...weights, [inputName]: cpuTensor('float32', input.data, input.shape) });
+    },
+    async release(): Promise<void> {
+      if (!ready) return;
+      const { session } = await ready;
+      ready = null;
+      await session.release();
+    },
+  };
+}
+
+async function f32(t: OrtTensor): Promise<Tensor> {
+  return { data: Float32Array.from((await tensorData(t)) as Float32Array), shape: [...t.dims] };
+}
+
+/**
+ * Opens the VAE of a checkpoint (its config.json and diffusion_pytorch_model.safetensors). Sessions and weight
+ * feeds are made on first encode / decode and kept until release(). Throws VaeConfigError for an unknown config.
+ */
+export async function createVae(checkpoint: Checkpoint, options: VaeOptions): Promise<Vae> {
+  const config = parseVaeConfig(checkpoint.config);
+  const dtype = options.dtype ?? 'float32';
+  const limit = options.maxTensorBytes ?? DEFAULT_MAX_TENSOR_BYTES;
+  const tiling = { ...DIFFUSERS_TILING, ...options.tiling };
+  const encoder = lazyPart(() => buildVaeEncoder(config, { dtype }), checkpoint, options.provider);
+  const decoder = lazyPart(() => buildVaeDecoder(config, { dtype }), checkpoint, options.provider);
+
+  const decodeWhole = async (z: Tensor): Promise<Tensor> => {
+    const [, , frames, height, width] = z.shape;
+    const bytes = decoderPeakBytes(config, { frames, height, width }, dtype);
+    if (bytes > limit) throw new GpuOutOfMemoryError(`a VAE decoder tile of ${frames}×${height}×${width} latents`, bytes, limit);
+    return f32((await decoder.run('z', z)).sample);
+  };
+
+  const decode = async (z: Tensor, onProgress?: (p: DecodeProgress) => void): Promise<Tensor> => {
+    if (z.shape.length !== 5 || z.shape[0] !== 1 || z.shape[1] !== config.latentChannels) {
+      throw new VaeInputError(`VAE decode takes latents [1, ${config.latentChannels}, T, h, w], got [${z.shape}]`);
+    }
+    const plan = decodePlan(config, tiling, z.shape, (t) => decoderPeakBytes(config, t, dtype) > limit);
+    let done = 0;
+    const tile = async (zt: Tensor) => {
+      const out = await decodeWhole(zt);
+      onProgress?.({ done: ++done, total: plan.calls });
+      return out;
+    };
+    const temporalTile = (zt: Tensor) => (plan.spatial ? spatialTiledDecode(zt, tile, tiling, config.spatialCompression) : tile(zt));
+    return plan.temporal ? temporalTiledDecode(z, temporalTile, tiling, config.temporalCompression) : temporalTile(z);
+  };
+
+  return {
+    config,
+    async encode(image) {
+      const [b, c, frames, height, width] = image.shape;
+      if (image.shape.length !== 5 || b !== 1 || c !== config.inChannels || frames !== 1) {
+        throw new VaeInputError(`VAE encode takes one frame [1, ${config.inChannels}, 1, H, W], got [${image.shape}]`);
+      }
+      const bytes = encoderPeakBytes(config, { frames, height, width }, dtype);
+      if (bytes > limit) throw new GpuOutOfMemoryError(`the VAE encoder at ${width}×${height} pixels`, bytes, limit);
+      const out = await encoder.run('image', image);
+      return { mean: await f32(out.mean), logvar: await f32(out.logvar), latent: await f32(out.latent) };
+    },
+    decode,
+    decodeLatents(latents, onProgress) {
+      // torch divides the float32 tensor by the scaling factor in float32.
+      const s = Math.fround(config.scalingFactor);
+      return decode({ data: latents.data.map((v) => v / s), shape: latents.shape }, onProgress);
+    },
+    async release() {
+      await encoder.release();
+      await decoder.release();
+    },
+  };
+}
+
+/**
+ * Which tiling a decode of `shape` uses, and how many decoder calls it makes. Temporal tiling as diffusers' default
+ * (more than sampleFrames/4 latents). Spatial tiling is diffusers' `enable_tiling()`, switched on here only when the
+ * largest temporal tile would need a tensor past the limit; then, as in diffusers, it applies to every tile larger
+ * than one spatial tile.
+ */
+export function decodePlan(
+  config: VaeConfig,
+  tiling: VaeTiling,
+  shape: readonly number[],
+  tooLarge: (tile: { frames: number; height: number; width: number }) => boolean,
+): { temporal: boolean; spatial: boolean; calls: number } {
+  const [, , frames, height, width] = shape;
+  const tileLatents = Math.floor(tiling.sampleFrames / config.temporalCompression);
+  const strideLatents = Math.floor(tiling.sampleFrameStride / config.temporalCompression);
+  const temporal = frames > tileLatents;
+  const largest = temporal ? Math.min(tileLatents + 1, frames) : frames;
+  const spatialTile = Math.floor(tiling.sampleSize / config.spatialCompression);
+  const spatial = tooLarge({ frames: largest, height, width }) && (height > spatialTile || width > spatialTile);
+  const stride = Math.floor(tiling.sampleStride / config.spatialCompression);
+  const perTemporalTile = spatial ? Math.ceil(height / stride) * Math.ceil(width / stride) : 1;
+  const temporalTiles = temporal ? temporalTileStarts(frames, strideLatents).length : 1;
+  return { temporal, spatial, calls: temporalTiles * perTemporalTile };
+}
+
+/** Starts of the temporal tiles that contribute frames: every stride; a 1-latent tile after the first adds none. */
+function temporalTileStarts(frames: number, stride: number): number[] {
+  const starts: number[] = [];
+  for (let i = 0; i < frames; i += stride) if (i === 0 || frames - i > 1) starts.push(i);
+  return starts;
+}
+
+// ---- Tensor plumbing for the tiling: [1, C, T, H, W] float32, axis 2 = frames, 3 = height, 4 = width. ----
+
+/** t[..., start:end, ...] along `axis` (end clipped to the size, as Python slicing does). */
+export function sliceAxis(t: Tensor, axis: number, start: number, end: number): Tensor {
+  const size = t.shape[axis];
+  const e = Math.min(end, size);
+  const s = Math.min(start, e);
+  const shape = [...t.shape];
+  shape[axis] = e - s;
+  const outer = numel(t.shape.slice(0, axis));
+  const inner = numel(t.shape.slice(axis + 1));
+  const out = new Float32Array(numel(shape));
+  for (let o = 0; o < outer; o++) {
+    out.set(t.data.subarray((o * size + s) * inner, (o * size + e) * inner), o * (e - s) * inner);
+  }
+  return { data: out, shape };
+}
+
+export function concatAxis(parts: Tensor[], axis: number): Tensor {
+  const shape = [...parts[0].shape];
+  shape[axis] = parts.reduce((n, p) => n + p.shape[axis], 0);
+  const outer = numel(shape.slice(0, axis));
+  const inner = numel(shape.slice(axis + 1));
+  const out = new Float32Array(numel(shape));
+  let offset = 0;
+  for (let o = 0; o < outer; o++) {
+    for (const p of parts) {
+      const n = p.shape[axis] * inner;
+      out.set(p.data.subarray(o * n, (o + 1) * n), offset);
+      offset += n;
+    }
+  }
+  return { data: out, shape };
+}
+
+/**
+ * diffusers' blend_t / blend_v / blend_h, in place on b: for x < e = min(a's size, b's size, extent),
+ * b[x] = a[−e + x]·(1 − x/e) + b[x]·(x/e) along `axis`, in float32 as torch computes it.
+ */
+export function blendAxis(a: Tensor, b: Tensor, axis: number, extent: number): void {
+  const e = Math.min(a.shape[axis], b.shape[axis], extent);
+  if (a.shape.some((n, d) => d !== axis && n !== b.shape[d])) throw new Error(`blend: tiles [${a.shape}] and [${b.shape}] differ off axis ${axis}`);
+  const sa = strides(a.shape);
+  const sb = strides(b.shape);
+  const outer = numel(b.shape.slice(0, axis));
+  const inner = numel(b.shape.slice(axis + 1));
+  const f = Math.fround;
+  for (let x = 0; x < e; x++) {
+    const wa = f(1 - x / e);
+    const wb = f(x / e);
+    const ax = a.shape[axis] - e + x;
+    for (let o = 0; o < outer; o++) {
+      const ao = o * sa[axis] * a.shape[axis] + ax * sa[axis];
+      const bo = o * sb[axis] * b.shape[axis] + x * sb[axis];
+      for (let i = 0; i < inner; i++) b.data[bo + i] = f(f(a.data[ao + i] * wa) + f(b.data[bo + i] * wb));
+    }
+  }
+}
+
+/**
+ * diffusers 0.33.1 `_temporal_tiled_decode`: tiles z[i : i + tileLatents + 1] for i = 0, stride, …; each later tile
+ * drops its first decoded frame and is blended in place over `sampleFrames − sampleFrameStride` frames with the
+ * (already blended) previous tile; tile 0 keeps stride + 1 frames, later tiles stride; crop to 4(T−1)+1.
+ * A 1-latent tile after the first decodes to one frame that is dropped, so it is not decoded at all.
+ */
+export async function temporalTiledDecode(z: Tensor, decodeTile: (z: Tensor) => Promise<Tensor>, tiling: VaeTiling, temporalCompression: number): Promise<Tensor> {
+  const frames = z.shape[2];
+  const tileLatents = Math.floor(tiling.sampleFrames / temporalCompression);
+  const strideLatents = Math.floor(tiling.sampleFrameStride / temporalCompression);
+  const blend = tiling.sampleFrames - tiling.sampleFrameStride;
+  const row: Tensor[] = [];
+  for (const i of temporalTileStarts(frames, strideLatents)) {
+    const decoded = await decodeTile(sliceAxis(z, 2, i, i + tileLatents + 1));
+    row.push(i > 0 ? sliceAxis(decoded, 2, 1, decoded.shape[2]) : decoded);
+  }
+  const kept = row.map((tile, i) => {
+    if (i === 0) return sliceAxis(tile, 2, 0, tiling.sampleFrameStride + 1);
+    blendAxis(row[i - 1], tile, 2, blend);
+    return sliceAxis(tile, 2, 0, tiling.sampleFrameStride);
+  });
+  return sliceAxis(concatAxis(kept, 2), 2, 0, (frames - 1) * temporalCompression + 1);
+}
+
+/**
+ * diffusers 0.33.1 `tiled_decode`: latent tiles of sampleSize/s every sampleStride/s in H and W, each decoded
+ * alone; each tile is blended in place with the (already blended) tile above, then the one to its left, over
+ * sampleSize − sampleStride pixels; the top-left sampleStride² of every tile is kept; crop to 8h × 8w.
+ */
+export async function spatialTiledDecode(z: Tensor, decodeTile: (z: Tensor) => Promise<Tensor>, tiling: VaeTiling, spatialCompression: number): Promise<Tensor> {
+  const [, , , height, width] = z.shape;
+  const tile = Math.floor(tiling.sampleSize / spatialCompression);
+  const stride = Math.floor(tiling.sampleStride / spatialCompression);
+  const blend = tiling.sampleSize - tiling.sampleStride;
+  const rows: Tensor[][] = [];
+  for (let i = 0; i < height; i += stride) {
+    const row: Tensor[] = [];
+    for (let j = 0; j < width; j += stride) row.push(await decodeTile(sliceAxis(sliceAxis(z, 3, i, i + tile), 4, j, j + tile)));
+    rows.push(row);
+  }
+  const resultRows = rows.map((row, i) =>
+    concatAxis(
+      row.map((t, j) => {
+        if (i > 0) blendAxis(rows[i - 1][j], t, 3, blend);
+        if (j > 0) blendAxis(row[j - 1], t, 4, blend);
+        return sliceAxis(sliceAxis(t, 3, 0, tiling.sampleStride), 4, 0, tiling.sampleStride);
+      }),
+      4,
+    ),
+  );
+  const out = concatAxis(resultRows, 3);
+  return sliceAxis(sliceAxis(out, 3, 0, height * spatialCompression), 4, 0, width * spatialCompression);
+}
+
+export { decodedFrames };

@@ -1,0 +1,227 @@
+// The packed DiT through its one runner (src/worker/dit.ts) against every `dit_forward` case of the reference
+// fixtures: fp32 on the wasm EP (all cases, the README's 1e-4 bar), fp32 on WebGPU/SwiftShader (one case), 4-bit
+// linears on wasm (error reported). Intermediates (RoPE table, packed tokens) are compared too, TeaCache's hook is
+// checked against a float64 computation of block 0's modulation, and the builder, built for the real config, must
+// consume exactly the real checkpoint's tensors (12,874,314,816 parameters).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import realConfigJson from '../../src/models/configs/transformer.json' with { type: 'json' };
+import { buildDiTGraphs, ditTensorShapes, hiddenSize, parseDiTConfig, type DiTConfig } from '../../src/models/dit.ts';
+import { packedRopeTable, ropeConfigFromDit } from '../../src/pipeline/ropeTables.ts';
+import type { Tensor } from '../../src/pipeline/tensor.ts';
+import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
+import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
+import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
+import { createDiT, timestepSinusoid, type DiTInputs, type DiTRunner, type DiTRunnerOptions } from '../../src/worker/dit.ts';
+import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
+import { ortReady } from '../helpers/ortSetup.ts';
+
+const REAL_PARAMETERS = 12_874_314_816;
+const dir = fixturesDir();
+const caseFiles: FixtureFile[] = [];
+for (const path of await listCases(dir)) {
+  const f = await loadFixture(path);
+  if (f.meta.case === 'dit_forward') caseFiles.push(f);
+}
+const caseName = (f: FixtureFile) => f.path.split('/').pop()!.replace('.safetensors', '');
+
+const checkpoints = new Map<string, Promise<Checkpoint>>();
+function checkpointOf(f: FixtureFile): Promise<Checkpoint> {
+  const folder = join(dir, f.meta.weights as string);
+  let c = checkpoints.get(folder);
+  if (!c) checkpoints.set(folder, (c = openCheckpoint(nodeFolderSource(folder), folder, 'diffusion_pytorch_model.safetensors')));
+  return c;
+}
+
+/** The case's inputs as the engine would pass them, the RoPE table built by pipeline/ropeTables.ts. */
+function caseInputs(f: FixtureFile, config: Record<string, unknown>, patchSize: number): DiTInputs {
+  const latents = f.f32('hidden_states');
+  const [h, w] = latents.shape.slice(3);
+  const indices = {
+    latentIndices: f.ints('latent_indices'),
+    cleanLatentIndices: f.ints('clean_latent_indices'),
+    clean2xIndices: f.ints('clean_latent_2x_indices'),
+    clean4xIndices: f.ints('clean_latent_4x_indices'),
+  };
+  return {
+    latents,
+    timestep: f.f32('timestep').data[0],
+    guidance: f.f32('guidance').data[0],
+    textStates: f.f32('encoder_hidden_states'),
+    textMask: f.bools('encoder_attention_mask'),
+    pooledProjections: f.f32('pooled_projections'),
+    imageEmbeddings: f.f32('image_embeddings'),
+    cleanLatents: f.f32('clean_latents'),
+    cleanLatents2x: f.f32('clean_latents_2x'),
+    cleanLatents4x: f.f32('clean_latents_4x'),
+    rope: packedRopeTable(indices, h, w, patchSize, ropeConfigFromDit(config)),
+  };
+}
+
+async function runnerFor(f: FixtureFile, options: DiTRunnerOptions): Promise<DiTRunner> {
+  await ortReady();
+  return createDiT(await checkpointOf(f), options);
+}
+
+describe('DiT builder: configs and the real checkpoint layout', () => {
+  it('parses the tiny and the real config.json', async () => {
+    const tiny = parseDiTConfig((await checkpointOf(caseFiles[0])).config);
+    expect(hiddenSize(tiny)).toBe(64);
+    expect(tiny.ropeAxesDim).toEqual([8, 12, 12]);
+    const real = parseDiTConfig(realConfigJson);
+    expect([hiddenSize(real), real.layers, real.singleLayers, real.refinerLayers]).toEqual([3072, 20, 40, 2]);
+  });
+
+  it(`consumes exactly the real transformer tensors with their shapes, ${REAL_PARAMETERS.toLocaleString('en')} parameters`, () => {
+    const realShapes = (JSON.parse(readFileSync(join(dir, 'real_shapes.json'), 'utf8')) as Record<string, Record<string, number[]>>).transformer;
+    const count = (shapes: Iterable<number[]>) => [...shapes].reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0);
+    expect(count(Object.values(realShapes))).toBe(REAL_PARAMETERS);
+
+    const config = parseDiTConfig(realConfigJson);
+    for (const quantized of [false, true]) {
+      const consumed = ditTensorShapes(config, buildDiTGraphs(config, { quantized }));
+      // The reference reads every tensor of its checkpoint: nothing is allowed to go unused.
+      const neverRead: string[] = [];
+      const missing = Object.keys(realShapes).filter((n) => !consumed.has(n) && !neverRead.includes(n));
+      const extra = [...consumed.keys()].filter((n) => !(n in realShapes));
+      expect({ missing, extra }).toEqual({ missing: [], extra: [] });
+      for (const [name, shape] of consumed) expect([name, shape]).toEqual([name, realShapes[name]]);
+      expect(count(consumed.values())).toBe(REAL_PARAMETERS);
+    }
+  });
+});
+
+describe('DiT forward, fp32 on wasm', () => {
+  for (const f of caseFiles) {
+    it(`${caseName(f)}: RoPE table, packed tokens and output within 1e-4`, async () => {
+      const checkpoint = await checkpointOf(f);
+      const config = parseDiTConfig(checkpoint.config);
+      const inputs = caseInputs(f, checkpoint.config, config.patchSize);
+      const ropeErr = tensorError(inputs.rope, f.f32('rope_freqs').data);
+      const dit = await runnerFor(f, { provider: 'wasm' });
+      try {
+        const started = performance.now();
+        const embedding = await dit.embed(inputs);
+        const tokensErr = tensorError(embedding.imageTokens.data, f.f32('packed_tokens').data);
+        expect(embedding.imageTokens.shape).toEqual(f.shape('packed_tokens'));
+        const out = await dit.forward(inputs);
+        const ms = performance.now() - started;
+        const err = tensorError(out.data, f.f32('output').data);
+        console.log(`dit ${caseName(f)} wasm fp32: output ${formatError(err)}; packed_tokens ${formatError(tokensErr)}; rope_freqs ${formatError(ropeErr)} (${ms.toFixed(0)} ms)`);
+        expect(out.shape).toEqual(f.shape('output'));
+        expect(ropeErr.rel).toBeLessThan(1e-4);
+        expect(tokensErr.rel).toBeLessThan(1e-4);
+        expect(err.rel).toBeLessThan(1e-4);
+      } finally {
+        await dit.release();
+      }
+    });
+  }
+});
+
+/** float64 y = W·x + b for a checkpoint Linear. */
+async function linear64(ck: Checkpoint, prefix: string, x: Float64Array): Promise<Float64Array> {
+  const w = await ck.f32(`${prefix}.weight`);
+  const b = await ck.f32(`${prefix}.bias`);
+  const out = new Float64Array(b.length);
+  for (let o = 0; o < b.length; o++) {
+    let s = b[o];
+    for (let i = 0; i < x.length; i++) s += w[o * x.length + i] * x[i];
+    out[o] = s;
+  }
+  return out;
+}
+const silu64 = (x: Float64Array) => x.map((v) => v / (1 + Math.exp(-v)));
+
+/** Block 0's modulated input LN(x)·(1+scale)+shift from the fixture's packed tokens, all in float64. */
+async function modulatedReference(ck: Checkpoint, config: DiTConfig, f: FixtureFile): Promise<Float64Array> {
+  const mlp = async (prefix: string, x: Float64Array) => linear64(ck, `${prefix}.linear_2`, silu64(await linear64(ck, `${prefix}.linear_1`, x)));
+  const t = await mlp('time_text_embed.timestep_embedder', Float64Array.from(timestepSinusoid(f.f32('timestep').data[0])));
+  const g = await mlp('time_text_embed.guidance_embedder', Float64Array.from(timestepSinusoid(f.f32('guidance').data[0])));
+  const p = await mlp('time_text_embed.text_embedder', Float64Array.from(f.f32('pooled_projections').data));
+  const temb = t.map((v, i) => v + g[i] + p[i]);
+  const mod = await linear64(ck, 'transformer_blocks.0.norm1.linear', silu64(temb));
+  const d = hiddenSize(config);
+  const x = f.f32('packed_tokens').data;
+  const out = new Float64Array(x.length);
+  for (let n = 0; n < x.length / d; n++) {
+    let mean = 0, variance = 0;
+    for (let i = 0; i < d; i++) mean += x[n * d + i] / d;
+    for (let i = 0; i < d; i++) variance += (x[n * d + i] - mean) ** 2 / d;
+    for (let i = 0; i < d; i++) out[n * d + i] = ((x[n * d + i] - mean) / Math.sqrt(variance + 1e-6)) * (1 + mod[d + i]) + mod[i];
+  }
+  return out;
+}
+
+describe('DiT TeaCache hook, fp32 on wasm', () => {
+  const f = caseFiles[0];
+  let dit: DiTRunner;
+  beforeAll(async () => { dit = await runnerFor(f, { provider: 'wasm' }); });
+  afterAll(async () => { await dit?.release(); });
+
+  it(`${caseName(f)}: hands the rule block 0's modulated input; a skipped call adds the stored residual`, async () => {
+    const checkpoint = await checkpointOf(f);
+    const config = parseDiTConfig(checkpoint.config);
+    const inputs = caseInputs(f, checkpoint.config, config.patchSize);
+    const seen: Float32Array[] = [];
+    const slot = { rule: { shouldCompute: (m: Float32Array) => (seen.push(m), seen.length === 1) }, residual: null as Float32Array | null };
+    await expect(dit.forward(inputs, { teacache: { rule: { shouldCompute: () => false }, residual: null } })).rejects.toThrow(/first step of a section must compute/);
+
+    const computed = await dit.forward(inputs, { teacache: slot });
+    const modErr = tensorError(seen[0], await modulatedReference(checkpoint, config, f));
+    expect(slot.residual?.length).toBe(f.f32('packed_tokens').data.length);
+    // Same inputs again, blocks skipped: x_in + (x_out − x_in) must give the same velocity.
+    const skipped = await dit.forward(inputs, { teacache: slot });
+    const computedErr = tensorError(computed.data, f.f32('output').data);
+    const skippedErr = tensorError(skipped.data, f.f32('output').data);
+    console.log(`dit ${caseName(f)} teacache: modulated input ${formatError(modErr)}; computed ${formatError(computedErr)}; skipped ${formatError(skippedErr)}`);
+    expect(seen.length).toBe(2);
+    expect(tensorError(seen[1], seen[0]).abs).toBe(0);
+    expect(modErr.rel).toBeLessThan(1e-4);
+    expect(computedErr.rel).toBeLessThan(1e-4);
+    expect(skippedErr.rel).toBeLessThan(1e-4);
+  });
+});
+
+describe('DiT forward, fp32 on WebGPU (SwiftShader)', () => {
+  const f = caseFiles[0];
+  it(`${caseName(f)}: output within 1e-4`, async () => {
+    const checkpoint = await checkpointOf(f);
+    const inputs = caseInputs(f, checkpoint.config, parseDiTConfig(checkpoint.config).patchSize);
+    const dit = await runnerFor(f, { provider: 'webgpu' });
+    try {
+      const started = performance.now();
+      const out = await dit.forward(inputs);
+      const ms = performance.now() - started;
+      const err = tensorError(out.data, f.f32('output').data);
+      console.log(`dit ${caseName(f)} webgpu fp32: output ${formatError(err)} (${ms.toFixed(0)} ms, first run)`);
+      expect(err.rel).toBeLessThan(1e-4);
+    } finally {
+      await dit.release();
+    }
+  });
+});
+
+describe('DiT forward, 4-bit block linears on wasm (error reported)', () => {
+  let results: { name: string; err: ReturnType<typeof tensorError> }[] = [];
+  beforeAll(() => { results = []; });
+  for (const f of caseFiles) {
+    it(`${caseName(f)}: finite output, error measured`, async () => {
+      const checkpoint = await checkpointOf(f);
+      const inputs = caseInputs(f, checkpoint.config, parseDiTConfig(checkpoint.config).patchSize);
+      const dit = await runnerFor(f, { provider: 'wasm', quantized: true });
+      try {
+        const out: Tensor = await dit.forward(inputs);
+        const err = tensorError(out.data, f.f32('output').data);
+        results.push({ name: caseName(f), err });
+        console.log(`dit ${caseName(f)} wasm 4-bit: output ${formatError(err)}`);
+        expect(Number.isFinite(err.abs)).toBe(true);
+        // Not a parity bar: 4-bit weights of a random tiny model; a wiring error would give err ≈ 1.
+        expect(err.rel).toBeLessThan(0.5);
+      } finally {
+        await dit.release();
+      }
+    });
+  }
+});

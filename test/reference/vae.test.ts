@@ -1,0 +1,302 @@
+// The causal 3D VAE against the reference fixtures (every `vae_roundtrip` case): encode → posterior mean, log-variance
+// and scaled latent; decode of a short latent (no tiling) and a long one (diffusers' temporal tiling), through the
+// product runner on the wasm EP in fp32 and one decode on WebGPU (SwiftShader). The tiling arithmetic is checked
+// against a literal transcription of diffusers' loops on synthetic tiles, and the real config must consume exactly
+// the real checkpoint's tensors.
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { buildVaeDecoder, buildVaeEncoder, decoderPeakBytes, parseVaeConfig, type VaeConfig } from '../../src/models/vae.ts';
+import type { Tensor } from '../../src/pipeline/tensor.ts';
+import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
+import type { ExecutionProvider } from '../../src/runtime/ort.ts';
+import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
+import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
+import {
+  createVae,
+  decodePlan,
+  DEFAULT_MAX_TENSOR_BYTES,
+  DIFFUSERS_TILING,
+  spatialTiledDecode,
+  temporalTiledDecode,
+  type VaeTiling,
+} from '../../src/worker/vae.ts';
+import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
+import { ortReady } from '../helpers/ortSetup.ts';
+import { testGpu } from '../helpers/webgpu.ts';
+
+const BAR = 1e-4; // the fixtures README's bar for single networks in fp32
+
+async function cases(): Promise<FixtureFile[]> {
+  const out: FixtureFile[] = [];
+  for (const path of await listCases(fixturesDir())) {
+    const f = await loadFixture(path);
+    if (f.meta.case === 'vae_roundtrip') out.push(f);
+  }
+  return out;
+}
+
+async function weightsOf(f: FixtureFile): Promise<Checkpoint> {
+  const dir = join(fixturesDir(), String(f.meta.weights));
+  return openCheckpoint(nodeFolderSource(dir), dir, 'diffusion_pytorch_model.safetensors');
+}
+
+function report(f: FixtureFile, label: string, name: string, got: Tensor, ms: number) {
+  expect(got.shape).toEqual(f.shape(name));
+  const err = tensorError(got.data, f.f32(name).data);
+  console.log(`vae ${f.path.split('/').pop()} ${label}: ${name} ${formatError(err)}; ${ms.toFixed(0)} ms`);
+  return err;
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const out = await work();
+  return [out, performance.now() - t0];
+}
+
+describe('VAE (vae_roundtrip fixtures)', () => {
+  it('finds the cases', async () => {
+    expect((await cases()).length).toBeGreaterThan(0);
+  });
+
+  it('wasm fp32: posterior mean, logvar, scaled latent, short and temporally tiled decodes within 1e-4', async () => {
+    await ortReady();
+    for (const f of await cases()) {
+      const vae = await createVae(await weightsOf(f), { provider: 'wasm', dtype: 'float32' });
+      expect(vae.config.scalingFactor).toBe(Number(f.meta.scaling_factor));
+      const [enc, encMs] = await timed(() => vae.encode(f.f32('image')));
+      const errors = [
+        report(f, 'wasm fp32', 'posterior_mean', enc.mean, encMs),
+        report(f, 'wasm fp32', 'posterior_logvar', enc.logvar, encMs),
+        report(f, 'wasm fp32', 'latent_scaled', enc.latent, encMs),
+      ];
+      for (const [input, expected] of [['z_short', 'decoded_short'], ['z_long', 'decoded_long']]) {
+        const [decoded, ms] = await timed(() => vae.decode(f.f32(input)));
+        errors.push(report(f, 'wasm fp32', expected, decoded, ms));
+      }
+      await vae.release();
+      for (const e of errors) expect(e.rel).toBeLessThanOrEqual(BAR);
+    }
+  });
+
+  it('webgpu fp32 (SwiftShader): decoded_short within 1e-4', async () => {
+    await ortReady();
+    const { capabilities } = await testGpu();
+    const [f] = await cases();
+    const vae = await createVae(await weightsOf(f), { provider: 'webgpu' as ExecutionProvider, maxTensorBytes: capabilities.maxStorageBufferBindingSize });
+    const [decoded, ms] = await timed(() => vae.decode(f.f32('z_short')));
+    await vae.release();
+    expect(report(f, 'webgpu fp32', 'decoded_short', decoded, ms).rel).toBeLessThanOrEqual(BAR);
+  });
+
+  it('spatial tiling forced by a small tensor limit on the tiny model: really tiles, error against the untiled decode reported', async () => {
+    await ortReady();
+    const [f] = await cases();
+    const checkpoint = await weightsOf(f);
+    const config = parseVaeConfig(checkpoint.config);
+    const z = f.f32('z_short');
+    const [, , frames, height, width] = z.shape;
+    // 64-pixel tiles every 48 (8 and 6 latents, 16-pixel blend) so the 12×10 latent splits; the limit lets a tile
+    // through but not the whole latent.
+    const tiling = { sampleSize: 64, sampleStride: 48 };
+    const maxTensorBytes = decoderPeakBytes(config, { frames, height, width }) - 1;
+    const plan = decodePlan(config, { ...DIFFUSERS_TILING, ...tiling }, z.shape, (t) => decoderPeakBytes(config, t) > maxTensorBytes);
+    expect(plan).toEqual({ temporal: false, spatial: true, calls: Math.ceil(height / 6) * Math.ceil(width / 6) });
+    const vae = await createVae(checkpoint, { provider: 'wasm', maxTensorBytes, tiling });
+    const calls: number[] = [];
+    const [decoded, ms] = await timed(() => vae.decode(z, (p) => calls.push(p.done)));
+    await vae.release();
+    expect(calls).toEqual([1, 2, 3, 4]);
+    // Not a parity bar: GroupNorm statistics per tile make a tiled decode differ from the whole one by design.
+    const err = report(f, 'wasm fp32 spatially tiled (64/48 px)', 'decoded_short', decoded, ms);
+    expect(err.rel).toBeGreaterThan(0);
+    expect(Number.isFinite(err.rel)).toBe(true);
+  });
+});
+
+// ---- Tiling arithmetic: the runner's tiling against a literal transcription of diffusers 0.33.1's loops. ----
+
+function rand(n: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
+}
+
+const at = (shape: number[], c: number, f: number, y: number, x: number) => (((c * shape[2] + f) * shape[3] + y) * shape[4] + x);
+
+/** z[:, :, f0:f1, y0:y1, x0:x1] with Python's clipping. */
+function crop(t: Tensor, [f0, f1]: number[], [y0, y1]: number[], [x0, x1]: number[]): Tensor {
+  const [, c, tf, th, tw] = t.shape;
+  const r = (a: number, b: number, n: number) => [Math.min(a, n), Math.min(Math.max(b, a), n)];
+  const [a0, a1] = r(f0, f1, tf), [b0, b1] = r(y0, y1, th), [d0, d1] = r(x0, x1, tw);
+  const shape = [1, c, a1 - a0, b1 - b0, d1 - d0];
+  const out = new Float32Array(shape.reduce((p, q) => p * q, 1));
+  for (let ci = 0; ci < c; ci++) for (let fi = a0; fi < a1; fi++) for (let yi = b0; yi < b1; yi++) for (let xi = d0; xi < d1; xi++) {
+    out[at(shape, ci, fi - a0, yi - b0, xi - d0)] = t.data[at(t.shape, ci, fi, yi, xi)];
+  }
+  return { data: out, shape };
+}
+
+function cat(parts: Tensor[], axis: 2 | 3 | 4): Tensor {
+  const shape = [...parts[0].shape];
+  shape[axis] = parts.reduce((n, p) => n + p.shape[axis], 0);
+  const out = new Float32Array(shape.reduce((p, q) => p * q, 1));
+  let offset = 0;
+  for (const p of parts) {
+    const [, c, tf, th, tw] = p.shape;
+    for (let ci = 0; ci < c; ci++) for (let fi = 0; fi < tf; fi++) for (let yi = 0; yi < th; yi++) for (let xi = 0; xi < tw; xi++) {
+      const idx = [ci, fi, yi, xi];
+      idx[axis - 1] += offset;
+      out[at(shape, idx[0], idx[1], idx[2], idx[3])] = p.data[at(p.shape, ci, fi, yi, xi)];
+    }
+    offset += p.shape[axis];
+  }
+  return { data: out, shape };
+}
+
+/** b[..., x, ...] = a[..., −e + x, ...]·(1 − x/e) + b[..., x, ...]·(x/e), in place, float32 products and sum as torch. */
+function blend(a: Tensor, b: Tensor, axis: 2 | 3 | 4, extent: number): Tensor {
+  const e = Math.min(a.shape[axis], b.shape[axis], extent);
+  const [, c, tf, th, tw] = b.shape;
+  const f = Math.fround;
+  for (let ci = 0; ci < c; ci++) for (let fi = 0; fi < tf; fi++) for (let yi = 0; yi < th; yi++) for (let xi = 0; xi < tw; xi++) {
+    const pos = [fi, yi, xi][axis - 2];
+    if (pos >= e) continue;
+    const ai = [fi, yi, xi];
+    ai[axis - 2] = a.shape[axis] - e + pos;
+    const va = a.data[at(a.shape, ci, ai[0], ai[1], ai[2])];
+    const k = at(b.shape, ci, fi, yi, xi);
+    b.data[k] = f(f(va * f(1 - pos / e)) + f(b.data[k] * f(pos / e)));
+  }
+  return b;
+}
+
+const ALL = [0, Infinity];
+
+/** diffusers' `_temporal_tiled_decode`, line by line (including the decode of a trailing 1-latent tile). */
+function diffusersTemporal(z: Tensor, decode: (z: Tensor) => Tensor, t: VaeTiling): Tensor {
+  const numFrames = z.shape[2];
+  const numSampleFrames = (numFrames - 1) * 4 + 1;
+  const tileLatentMin = Math.floor(t.sampleFrames / 4);
+  const tileLatentStride = Math.floor(t.sampleFrameStride / 4);
+  const blendFrames = t.sampleFrames - t.sampleFrameStride;
+  const row: Tensor[] = [];
+  for (let i = 0; i < numFrames; i += tileLatentStride) {
+    let decoded = decode(crop(z, [i, i + tileLatentMin + 1], ALL, ALL));
+    if (i > 0) decoded = crop(decoded, [1, Infinity], ALL, ALL);
+    row.push(decoded);
+  }
+  const result: Tensor[] = [];
+  row.forEach((tile, i) => {
+    if (i > 0) result.push(crop(blend(row[i - 1], tile, 2, blendFrames), [0, t.sampleFrameStride], ALL, ALL));
+    else result.push(crop(tile, [0, t.sampleFrameStride + 1], ALL, ALL));
+  });
+  return crop(cat(result, 2), [0, numSampleFrames], ALL, ALL);
+}
+
+/** diffusers' `tiled_decode`, line by line. */
+function diffusersSpatial(z: Tensor, decode: (z: Tensor) => Tensor, t: VaeTiling): Tensor {
+  const [, , , height, width] = z.shape;
+  const tileMin = Math.floor(t.sampleSize / 8);
+  const tileStride = Math.floor(t.sampleStride / 8);
+  const blendExtent = t.sampleSize - t.sampleStride;
+  const rows: Tensor[][] = [];
+  for (let i = 0; i < height; i += tileStride) {
+    const row: Tensor[] = [];
+    for (let j = 0; j < width; j += tileStride) row.push(decode(crop(z, ALL, [i, i + tileMin], [j, j + tileMin])));
+    rows.push(row);
+  }
+  const resultRows: Tensor[] = [];
+  rows.forEach((row, i) => {
+    const resultRow: Tensor[] = [];
+    row.forEach((tile, j) => {
+      if (i > 0) tile = blend(rows[i - 1][j], tile, 3, blendExtent);
+      if (j > 0) tile = blend(row[j - 1], tile, 4, blendExtent);
+      resultRow.push(crop(tile, ALL, [0, t.sampleStride], [0, t.sampleStride]));
+    });
+    resultRows.push(cat(resultRow, 4));
+  });
+  return crop(cat(resultRows, 3), ALL, [0, height * 8], [0, width * 8]);
+}
+
+/**
+ * A stand-in decoder with the real one's shapes ([1, C, T, h, w] → [1, 3, 4(T−1)+1, 8h, 8w]) whose output depends
+ * on the whole tile (its mean, like per-tile GroupNorm) and on tile-local positions, so every seam shows.
+ */
+function fakeDecode(z: Tensor): Tensor {
+  const [, c, tf, th, tw] = z.shape;
+  const mean = z.data.reduce((s, v) => s + v, 0) / z.data.length;
+  const shape = [1, 3, 4 * (tf - 1) + 1, 8 * th, 8 * tw];
+  const out = new Float32Array(shape.reduce((p, q) => p * q, 1));
+  for (let o = 0; o < 3; o++) for (let f = 0; f < shape[2]; f++) for (let y = 0; y < shape[3]; y++) for (let x = 0; x < shape[4]; x++) {
+    const src = z.data[at(z.shape, o % c, Math.ceil(f / 4), y >> 3, x >> 3)];
+    out[at(shape, o, f, y, x)] = Math.fround(src * (1 + 0.25 * o) + mean + 0.01 * f - 0.003 * y + 0.002 * x);
+  }
+  return { data: out, shape };
+}
+
+describe('VAE tiling arithmetic (synthetic tiles)', () => {
+  const copy = (t: Tensor): Tensor => ({ data: t.data.slice(), shape: [...t.shape] });
+
+  it('temporal tiling equals diffusers _temporal_tiled_decode exactly, for 5…13 latent frames', async () => {
+    for (const frames of [5, 6, 7, 8, 9, 10, 11, 12, 13]) {
+      const z = { data: rand(2 * frames * 3 * 2, frames), shape: [1, 2, frames, 3, 2] };
+      const got = await temporalTiledDecode(z, async (t) => fakeDecode(t), DIFFUSERS_TILING, 4);
+      const want = diffusersTemporal(copy(z), fakeDecode, DIFFUSERS_TILING);
+      expect(got.shape).toEqual([1, 3, 4 * (frames - 1) + 1, 24, 16]);
+      expect(tensorError(got.data, want.data).abs).toBe(0);
+    }
+  });
+
+  it('spatial tiling equals diffusers tiled_decode exactly, including edge tiles narrower than the blend', async () => {
+    // 40-pixel tiles every 24 (5 and 3 latents), blend 16 px; the last tiles are 8 px, under the blend width.
+    const tiling: VaeTiling = { ...DIFFUSERS_TILING, sampleSize: 40, sampleStride: 24 };
+    for (const [h, w] of [[10, 7], [5, 5], [4, 9]]) {
+      const z = { data: rand(2 * 2 * h * w, h * 31 + w), shape: [1, 2, 2, h, w] };
+      const got = await spatialTiledDecode(z, async (t) => fakeDecode(t), tiling, 8);
+      const want = diffusersSpatial(copy(z), fakeDecode, tiling);
+      expect(got.shape).toEqual([1, 3, 5, 8 * h, 8 * w]);
+      expect(tensorError(got.data, want.data).abs).toBe(0);
+    }
+    // diffusers' own sizes: 256-pixel tiles every 192, 64-pixel blend, on a 70×45 latent.
+    const z = { data: rand(1 * 1 * 70 * 45, 7), shape: [1, 1, 1, 70, 45] };
+    const got = await spatialTiledDecode(z, async (t) => fakeDecode(t), DIFFUSERS_TILING, 8);
+    expect(tensorError(got.data, diffusersSpatial(copy(z), fakeDecode, DIFFUSERS_TILING).data).abs).toBe(0);
+  });
+
+  it('plans: the fixture decodes whole under the default limit; the real 640×608 bucket tiles spatially within 2 GiB', () => {
+    const dir = join(fixturesDir(), 'vae_tiny');
+    const tiny = parseVaeConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+    const over = (c: VaeConfig, limit: number, dtype: 'float32' | 'float16') => (t: { frames: number; height: number; width: number }) => decoderPeakBytes(c, t, dtype) > limit;
+    expect(decodePlan(tiny, DIFFUSERS_TILING, [1, 16, 3, 12, 10], over(tiny, DEFAULT_MAX_TENSOR_BYTES, 'float32'))).toEqual({ temporal: false, spatial: false, calls: 1 });
+    // 10 latents: tiles at 0, 3, 6 (a 1-latent tile at 9 would add no frame).
+    expect(decodePlan(tiny, DIFFUSERS_TILING, [1, 16, 10, 12, 10], over(tiny, DEFAULT_MAX_TENSOR_BYTES, 'float32'))).toEqual({ temporal: true, spatial: false, calls: 3 });
+    const real = parseVaeConfig(JSON.parse(readFileSync(resolve(import.meta.dirname, '../../src/models/configs/vae.json'), 'utf8')));
+    const nvidia = 2 ** 31 - 4;
+    for (const dtype of ['float32', 'float16'] as const) {
+      // A section of 9 latents at the 640×608 bucket (latent 80×76): 3 temporal tiles × 4×4 spatial tiles.
+      expect(decodePlan(real, DIFFUSERS_TILING, [1, 16, 9, 80, 76], over(real, nvidia, dtype))).toEqual({ temporal: true, spatial: true, calls: 3 * 16 });
+      expect(decoderPeakBytes(real, { frames: 5, height: 32, width: 32 }, dtype)).toBeLessThanOrEqual(nvidia);
+    }
+  });
+});
+
+describe('VAE real config', () => {
+  it('encoder + decoder consume exactly the real checkpoint tensors with their stored shapes', () => {
+    const real = (JSON.parse(readFileSync(join(fixturesDir(), 'real_shapes.json'), 'utf8')) as { vae: Record<string, number[]> }).vae;
+    const config = parseVaeConfig(JSON.parse(readFileSync(resolve(import.meta.dirname, '../../src/models/configs/vae.json'), 'utf8')));
+    for (const dtype of ['float32', 'float16'] as const) {
+      const consumed = new Map<string, number[]>();
+      for (const graph of [buildVaeEncoder(config, { dtype }), buildVaeDecoder(config, { dtype })]) {
+        for (const w of graph.weights) {
+          expect(w.layout === 'q4').toBe(false);
+          // Norms are fp32 on both paths; convs and linears take the activation dtype.
+          expect(w.dtype).toBe(/norm/.test(w.tensor) ? 'float32' : dtype);
+          consumed.set(w.tensor, w.shape);
+        }
+      }
+      // The reference reads every VAE tensor (encoder for the start frame, decoder for every section): none unused.
+      expect([...consumed.keys()].sort()).toEqual(Object.keys(real).sort());
+      for (const [name, shape] of consumed) expect(shape, name).toEqual(real[name]);
+    }
+  });
+});

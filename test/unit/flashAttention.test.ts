@@ -1,0 +1,186 @@
+// The attention kernels against an independent float64 softmax attention computed here on the CPU. The portable
+// kernel runs on every device (SwiftShader in CI); the subgroup-matrix kernel needs a GPU with matrix units and is
+// skipped, saying so, elsewhere (FRAMEPACK_GPU=hardware picks the machine's GPU).
+
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  AttentionConfigError,
+  AttentionShapeError,
+  chooseAttentionPath,
+  createFlashAttention,
+  subgroupMatrixUnavailableReason,
+  type AttentionDtype,
+} from '../../src/kernels/flashAttention.ts';
+import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
+import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
+import { testGpu } from '../helpers/webgpu.ts';
+import type { GpuContext } from '../../src/runtime/device.ts';
+
+/** Deterministic uniform(−1, 1) × amplitude values (mulberry32). */
+function randomValues(count: number, seed: number, amplitude: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * amplitude;
+  }
+  return out;
+}
+
+/** softmax(q·kᵀ/√d)·v in float64 per head; tensors [tokens, heads, d]; only the listed query rows. */
+function referenceAttention(q: Float32Array, k: Float32Array, v: Float32Array, nk: number, heads: number, d: number, rows: number[]): Float64Array {
+  const out = new Float64Array(rows.length * heads * d);
+  const scores = new Float64Array(nk);
+  const scale = 1 / Math.sqrt(d);
+  rows.forEach((row, ri) => {
+    for (let h = 0; h < heads; h++) {
+      let max = -Infinity;
+      for (let j = 0; j < nk; j++) {
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[(row * heads + h) * d + i] * k[(j * heads + h) * d + i];
+        scores[j] = dot * scale;
+        max = Math.max(max, scores[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < nk; j++) sum += (scores[j] = Math.exp(scores[j] - max));
+      for (let i = 0; i < d; i++) {
+        let acc = 0;
+        for (let j = 0; j < nk; j++) acc += scores[j] * v[(j * heads + h) * d + i];
+        out[(ri * heads + h) * d + i] = acc / sum;
+      }
+    }
+  });
+  return out;
+}
+
+interface Case {
+  nq: number;
+  nk: number;
+  heads: number;
+  headDim: number;
+  /** Spread of the inputs: scores reach about ±amplitude²·√d. */
+  amplitude: number;
+}
+
+const PORTABLE_CASES: Case[] = [
+  { nq: 1, nk: 1, heads: 2, headDim: 32, amplitude: 1 },
+  { nq: 64, nk: 64, heads: 2, headDim: 32, amplitude: 1 },
+  { nq: 100, nk: 100, heads: 2, headDim: 32, amplitude: 2 },
+  { nq: 37, nk: 70, heads: 2, headDim: 32, amplitude: 1.5 },
+  { nq: 70, nk: 33, heads: 2, headDim: 128, amplitude: 1 },
+  { nq: 100, nk: 100, heads: 2, headDim: 128, amplitude: 0.7 },
+  { nq: 5, nk: 97, heads: 3, headDim: 64, amplitude: 1 },
+];
+
+/** Uploads data (converted to dtype), runs the kernel, reads the output back as f32. */
+async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: 'portable' | 'subgroup-matrix', q: Float32Array, k: Float32Array, v: Float32Array) {
+  const { device } = ctx;
+  const upload = (data: Float32Array) => {
+    const bytes = dtype === 'f16' ? f32ToF16(data) : data;
+    const buffer = device.createBuffer({ size: Math.ceil(bytes.byteLength / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(buffer, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return buffer;
+  };
+  const outBytes = c.nq * c.heads * c.headDim * (dtype === 'f16' ? 2 : 4);
+  const out = device.createBuffer({ size: Math.ceil(outBytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  // Poison the output so an element the kernel forgets to write cannot pass.
+  device.queue.writeBuffer(out, 0, new Float32Array(out.size / 4).fill(Number.NaN));
+  const readback = device.createBuffer({ size: out.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const [qb, kb, vb] = [upload(q), upload(k), upload(v)];
+  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path });
+  const encoder = device.createCommandEncoder();
+  attention.encode(encoder, { q: qb, k: kb, v: vb, out, nq: c.nq, nk: c.nk });
+  encoder.copyBufferToBuffer(out, 0, readback, 0, out.size);
+  device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const raw = readback.getMappedRange().slice(0, outBytes);
+  readback.unmap();
+  for (const b of [qb, kb, vb, out, readback]) b.destroy();
+  return dtype === 'f16' ? f16ToF32(new Uint16Array(raw)) : new Float32Array(raw);
+}
+
+function inputsFor(c: Case, seed: number) {
+  const q = randomValues(c.nq * c.heads * c.headDim, seed, c.amplitude);
+  const k = randomValues(c.nk * c.heads * c.headDim, seed + 1, c.amplitude);
+  const v = randomValues(c.nk * c.heads * c.headDim, seed + 2, 1);
+  return { q, k, v };
+}
+
+const roundTripF16 = (x: Float32Array) => f16ToF32(f32ToF16(x));
+const allRows = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+const ctx: GpuContext = await testGpu();
+const f16Missing = ctx.device.features.has('shader-f16') ? null : 'this device has no shader-f16 (SwiftShader has none)';
+const subgroupMatrixMissing = subgroupMatrixUnavailableReason(ctx.device, { headDim: 128, dtype: 'f16' });
+/** Appended to a test's name when it is skipped, so the report says why. */
+const skipNote = (reason: string | null) => (reason ? ` [skipped: ${reason}; run with FRAMEPACK_GPU=hardware on a GPU that has it]` : '');
+
+describe('flash attention, portable kernel, f32', () => {
+  const measured: string[] = [];
+  afterAll(() => console.log(`portable f32 against float64 reference:\n${measured.join('\n')}`));
+
+  for (const [index, c] of PORTABLE_CASES.entries()) {
+    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}: relative error ≤ 1e-5`, async () => {
+      const { q, k, v } = inputsFor(c, 1000 + 17 * index);
+      const got = await runOnGpu(ctx, c, 'f32', 'portable', q, k, v);
+      const want = referenceAttention(q, k, v, c.nk, c.heads, c.headDim, allRows(c.nq));
+      const err = tensorError(got, want);
+      measured.push(`  nq=${c.nq} nk=${c.nk} H=${c.heads} d=${c.headDim}: ${formatError(err)}`);
+      expect(err.rel).toBeLessThanOrEqual(1e-5);
+    });
+  }
+});
+
+describe('flash attention, portable kernel, f16 (needs shader-f16)', () => {
+  it.skipIf(f16Missing !== null)(`nq=77 nk=90 heads=2 d=128 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(f16Missing)}`, async () => {
+    const c: Case = { nq: 77, nk: 90, heads: 2, headDim: 128, amplitude: 1 };
+    const { q, k, v } = inputsFor(c, 77);
+    const got = await runOnGpu(ctx, c, 'f16', 'portable', q, k, v);
+    const want = referenceAttention(roundTripF16(q), roundTripF16(k), roundTripF16(v), c.nk, c.heads, c.headDim, allRows(c.nq));
+    const err = tensorError(got, want);
+    console.log(`portable f16: ${formatError(err)}`);
+    // Output rounding to f16 alone is up to 2^-11 ≈ 4.9e-4 of the scale.
+    expect(err.rel).toBeLessThanOrEqual(2e-3);
+  });
+});
+
+describe('flash attention, subgroup-matrix kernel (needs chromium-experimental-subgroup-matrix)', () => {
+  const cases: Case[] = [
+    { nq: 64, nk: 32, heads: 1, headDim: 128, amplitude: 1 },
+    { nq: 100, nk: 77, heads: 3, headDim: 128, amplitude: 1 },
+    { nq: 300, nk: 517, heads: 2, headDim: 128, amplitude: 2 },
+  ];
+  for (const [index, c] of cases.entries()) {
+    it.skipIf(subgroupMatrixMissing !== null)(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=128 f16 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(subgroupMatrixMissing)}`, async () => {
+      const { q, k, v } = inputsFor(c, 5000 + 31 * index);
+      const got = await runOnGpu(ctx, c, 'f16', 'subgroup-matrix', q, k, v);
+      const want = referenceAttention(roundTripF16(q), roundTripF16(k), roundTripF16(v), c.nk, c.heads, c.headDim, allRows(c.nq));
+      const err = tensorError(got, want);
+      console.log(`subgroup-matrix f16 nq=${c.nq} nk=${c.nk}: ${formatError(err)}`);
+      // P is rounded to f16 before P·V (as in FlashAttention on tensor cores), the output to f16.
+      expect(err.rel).toBeLessThanOrEqual(2e-3);
+    });
+  }
+});
+
+describe('flash attention, validation', () => {
+  it('picks the portable path where subgroup matrices are absent and refuses the fast path with the reason', async () => {
+    expect(chooseAttentionPath(ctx.device, { headDim: 32, dtype: 'f32' })).toBe('portable');
+    if (subgroupMatrixMissing) {
+      await expect(createFlashAttention(ctx.device, { heads: 2, headDim: 128, dtype: 'f16', path: 'subgroup-matrix' })).rejects.toThrow(AttentionConfigError);
+    }
+  });
+
+  it('rejects unsupported head sizes and buffers that are too small', async () => {
+    await expect(createFlashAttention(ctx.device, { heads: 2, headDim: 48, dtype: 'f32' })).rejects.toThrow(/Head size 48/);
+    const attention = await createFlashAttention(ctx.device, { heads: 2, headDim: 32, dtype: 'f32', path: 'portable' });
+    const small = ctx.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE });
+    const encoder = ctx.device.createCommandEncoder();
+    expect(() => attention.encode(encoder, { q: small, k: small, v: small, out: small, nq: 10, nk: 10 })).toThrow(AttentionShapeError);
+    expect(() => attention.encode(encoder, { q: small, k: small, v: small, out: small, nq: 0, nk: 1 })).toThrow(/nq must be a positive integer/);
+    small.destroy();
+  });
+});
