@@ -33,7 +33,11 @@ export interface EncoderOptions {
   keyframeInterval?: number;
 }
 
-/** What the frames we hand over are: BT.601 limited-range YUV (see frameConvert.ts) of sRGB-primaries pixels. */
+/**
+ * The frames we hand over are BT.601 limited-range YUV (frameConvert.ts), tagged SMPTE 170M in all three fields:
+ * given BT.709 primaries with the 170M matrix, Chrome's VP9 encoder signalled a BT.709 matrix and decoders then
+ * shifted colours by up to 17 levels. Untagged SD video, like the reference's, is read as BT.601 anyway.
+ */
 const FRAME_COLOR_SPACE: VideoColorSpaceInit = { primaries: 'smpte170m', transfer: 'smpte170m', matrix: 'smpte170m', fullRange: false };
 /** Frames waiting inside the encoder before encode() waits: bounds raw-frame memory when decoding outruns encoding. */
 const MAX_QUEUED_FRAMES = 4;
@@ -202,10 +206,6 @@ class Mp4Muxing {
       fastStart: 'in-memory', // moov first, so a <video> can start before reading the whole file
       firstTimestampBehavior: 'strict',
     });
-  }
-
-  get frames(): number {
-    return this.count;
   }
 
   add(frame: EncodedFrame): void {

@@ -148,6 +148,12 @@ test.describe('video: WebCodecs + mp4-muxer in Chromium', () => {
     expect(['avc', 'vp9', 'av1']).toContain(probe.family);
   });
 
+  test('a size no codec can take gets a typed error that says what to do', async ({ page }) => {
+    const failure = await call(page, 'failure', 16384, 16384);
+    expect(failure?.name).toBe('UnsupportedVideoCodecError');
+    expect(failure?.message).toMatch(/cannot encode 16384×16384 video .* smaller video size/);
+  });
+
   for (const variant of ['original', 'f1'] as const) {
     test(`${variant} loop: a playable MP4 after every section, frames in time order`, async ({ page }) => {
       const results = await call(page, 'assemble', variant, SECTIONS, SECTIONS, WIDTH, HEIGHT, CRF);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { qualityToEncoderSettings } from '../../src/video/mp4Writer.ts';
-import { av1CodecString, avcCodecString, avcLevelFor, vp9CodecString } from '../../src/video/videoCodec.ts';
+import { av1CodecString, avcCodecString, avcLevelFor, chooseEncoder, vp9CodecString } from '../../src/video/videoCodec.ts';
+import { NoVideoEncoderError } from '../../src/video/videoErrors.ts';
 
 describe('qualityToEncoderSettings: the MP4 Compression slider (libx264 CRF) as encoder settings', () => {
   it('uses CRF as the H.264 QP and scales it to the 0–63 VP9/AV1 quantizer', () => {
@@ -54,5 +55,13 @@ describe('codec strings and levels', () => {
     expect(vp9CodecString(640, 608, 30)).toBe('vp09.00.30.08');
     expect(av1CodecString(1920, 1080, 30)).toBe('av01.0.08M.08'); // AV1 level 4.0
     expect(av1CodecString(640, 480, 30)).toBe('av01.0.04M.08'); // level 3.0
+  });
+});
+
+describe('chooseEncoder without WebCodecs', () => {
+  it('throws NoVideoEncoderError naming the browsers that have it (Node has no VideoEncoder)', async () => {
+    expect(typeof (globalThis as { VideoEncoder?: unknown }).VideoEncoder).toBe('undefined');
+    await expect(chooseEncoder(96, 80, 16)).rejects.toThrow(NoVideoEncoderError);
+    await expect(chooseEncoder(96, 80, 16)).rejects.toThrow(/Chrome, Edge or Safari/);
   });
 });

@@ -67,6 +67,17 @@ const harness = {
     return { mp4: await base64(blob), ms: performance.now() - t0, label: writer.codec.label };
   },
 
+  /** The error chooseEncoder gives for a size no codec level holds, as {name, message, details}. */
+  async failure(width: number, height: number) {
+    try {
+      await chooseEncoder(width, height, 16);
+      return null;
+    } catch (e) {
+      const err = e as Error & { details?: unknown };
+      return { name: err.name, message: err.message, details: err.details ?? null };
+    }
+  },
+
   /** Loads an MP4 into a <video> element: what the app does with each section's video. */
   async play(mp4: string) {
     const bytes = Uint8Array.from(atob(mp4), (ch) => ch.charCodeAt(0));
