@@ -100,16 +100,23 @@ export async function startRangeServer(root: string): Promise<RangeServer> {
     const fh = await open(file, 'r');
     try {
       const step = 256 * 1024;
-      for (let at = start; at < stopAt; at += step) {
+      for (let at = start; at < stopAt && !res.destroyed; at += step) {
         const n = Math.min(step, stopAt - at);
         const buf = Buffer.alloc(n);
         await fh.read(buf, 0, n, at);
-        if (!res.write(buf)) await new Promise((r) => res.once('drain', r));
+        // A client that hangs up (an aborted fetch) never drains: stop waiting when the response closes.
+        if (!res.write(buf)) {
+          await new Promise<void>((resolve) => {
+            const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+            res.on('drain', done).on('close', done);
+          });
+        }
         entry.sent += n;
       }
     } finally {
       await fh.close();
     }
+    if (res.destroyed) return;
     if (stopAt <= end) {
       // Flush what was written, then drop the connection without finishing the declared body.
       await new Promise<void>((r) => res.write('', () => r()));

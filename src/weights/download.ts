@@ -1,0 +1,201 @@
+// Download-and-convert, resumable: a checkpoint folder (Hugging Face over HTTP, local files, any FolderSource) is
+// read shard by shard in storage order, each tensor is handed to the caller's converter as soon as its bytes have
+// arrived, and the converted result is stored with a "done" mark in the same transaction. Nothing is kept but one
+// tensor and one read chunk, so a 25 GB checkpoint converts in bounded memory, and after a cut connection, a
+// stopped job or a reloaded page, calling it again starts at the first unfinished tensor (finished ones are not
+// fetched again). Before any transfer it checks the storage quota where the browser reveals it (Chromium reports a
+// fixed figure instead, so there the first refused write says what is missing) and asks for persistent storage.
+
+import { openCheckpoint, type CheckpointTensor, type FolderSource } from './checkpoint.ts';
+import { streamTensors, type ByteSource, type SafetensorsHeader } from './safetensors.ts';
+import { QuotaError, type ConvertedTensor, type WeightStore } from './weightCache.ts';
+
+/** Turns one source tensor into what the app stores (identity, fp16, 4-bit packed + scales…). */
+export type Converter = (info: CheckpointTensor, bytes: Uint8Array) => ConvertedTensor[] | Promise<ConvertedTensor[]>;
+
+export interface DownloadProgress {
+  phase: 'download';
+  /** The shard being read (the last one once done). */
+  file: string;
+  /** Tensor bytes of the whole checkpoint read or already stored; only grows, ends equal to `total`. */
+  loaded: number;
+  total: number;
+}
+
+/** The part of `navigator.storage` used here (injectable: Node has none). */
+export interface StorageLike {
+  estimate(): Promise<{ quota?: number; usage?: number }>;
+  persist?(): Promise<boolean>;
+  persisted?(): Promise<boolean>;
+}
+
+export interface DownloadOptions {
+  /** The checkpoint folder to read (httpFolderSource, blobFolderSource, nodeFolderSource…). */
+  folder: FolderSource;
+  /** Where the folder is, for messages. */
+  where: string;
+  /** The single-file name (`model.safetensors`); shards are found through its `.index.json`. Null: files only. */
+  weightsFile: string | null;
+  /** The config to keep with the model; null when the folder has none (tokenizers). Default `config.json`. */
+  configFile?: string | null;
+  /** Other files to store as they are (tokenizer.json, preprocessor_config.json…), dtype 'FILE'. */
+  extraFiles?: string[];
+  store: WeightStore;
+  /** The cache's name for this model. */
+  model: string;
+  /** What was converted and how; a stored model with another fingerprint is replaced. Default: `where`. */
+  fingerprint?: string;
+  convert: Converter;
+  /** Stored size of a tensor after conversion, for the quota check; default its source size. */
+  convertedBytes?: (info: CheckpointTensor) => number;
+  onProgress?: (event: DownloadProgress) => void;
+  signal?: AbortSignal;
+  /** Bytes per read (one HTTP Range request); default 16 MiB. */
+  readBytes?: number;
+  /** Default `navigator.storage` where it exists; null skips the quota check and the persistence request. */
+  storage?: StorageLike | null;
+}
+
+export interface DownloadResult {
+  model: string;
+  /** Source tensors converted in this call and skipped because an earlier call had stored them. */
+  converted: number;
+  skipped: number;
+  /** Whether the browser granted persistent storage (null: not asked). */
+  persisted: boolean | null;
+}
+
+/** A byte source that reports how far into the file reads have got. */
+function watched(src: ByteSource, onRead: (end: number) => void): ByteSource {
+  return {
+    name: src.name,
+    size: () => src.size(),
+    async read(offset, length) {
+      const bytes = await src.read(offset, length);
+      onRead(offset + length);
+      return bytes;
+    },
+  };
+}
+
+/**
+ * Chromium reports `quota = usage + 10 GiB` whatever the real limit (kStaticStorageQuota, on by default in current
+ * Chromium — measured in 156 — because the real quota would let pages detect incognito windows). That figure is no
+ * limit, so it yields null (unknown), and the first refused write reports the shortage instead.
+ */
+export const CHROMIUM_STATIC_HEADROOM = 10 * 1024 ** 3;
+
+/** Bytes the origin may still store, or null when the browser does not say. */
+export async function availableBytes(storage: StorageLike): Promise<number | null> {
+  const { quota, usage = 0 } = await storage.estimate();
+  if (quota === undefined || quota - usage === CHROMIUM_STATIC_HEADROOM) return null;
+  return Math.max(0, quota - usage);
+}
+
+function defaultStorage(): StorageLike | null {
+  // Node and old browsers have no StorageManager; the DOM types claim it always exists.
+  const storage = typeof navigator === 'undefined' ? undefined : (navigator.storage as StorageManager | undefined);
+  return storage && typeof storage.estimate === 'function' ? storage : null;
+}
+
+/**
+ * Downloads, converts and stores a checkpoint, resuming where an earlier call stopped.
+ * Throws QuotaError (not enough storage, before any transfer or when a write is refused), the source's errors
+ * (HttpError, HttpFileNotFound, NetworkError…), the signal's AbortError; what was stored before stays stored.
+ */
+export async function downloadCheckpoint(options: DownloadOptions): Promise<DownloadResult> {
+  const { folder, where, store, model, convert, signal } = options;
+  const storage = options.storage === undefined ? defaultStorage() : options.storage;
+  const readBytes = options.readBytes ?? 16 * 1024 * 1024;
+  const sizeOf = options.convertedBytes ?? ((t: CheckpointTensor) => t.end - t.begin);
+  signal?.throwIfAborted();
+
+  const checkpoint = options.weightsFile === null ? null : await openCheckpoint(folder, where, options.weightsFile, { configFile: options.configFile });
+  let config = checkpoint?.config ?? {};
+  if (!checkpoint && options.configFile) config = JSON.parse(new TextDecoder().decode(await readWhole(await folder(options.configFile)))) as Record<string, unknown>;
+  const extraFiles = options.extraFiles ?? [];
+  const extraSources = await Promise.all(extraFiles.map((f) => folder(f)));
+  const headers = new Map<string, SafetensorsHeader>();
+  for (const file of checkpoint?.files ?? []) headers.set(file, await checkpoint!.header(file));
+  const tensorCount = [...headers.values()].reduce((n, h) => n + h.tensors.length, 0);
+  signal?.throwIfAborted();
+
+  // What an earlier call stored counts only if it came from the same source and conversion.
+  const fingerprint = options.fingerprint ?? where;
+  const existing = await store.getModel(model);
+  const finished = existing?.fingerprint !== fingerprint ? new Set<string>() : existing.complete ? null : await store.finishedSources(model);
+  const isDone = (name: string) => finished === null || finished.has(name);
+
+  // Quota: what is still to be stored against what the browser will still give this origin.
+  let needed = 0;
+  for (const [file, header] of headers) for (const t of header.tensors) if (!isDone(t.name)) needed += sizeOf({ ...t, file });
+  for (const [i, f] of extraFiles.entries()) if (!isDone(fileSourceName(f))) needed += await extraSources[i].size();
+  let persisted: boolean | null = null;
+  if (storage && needed > 0) {
+    const available = await availableBytes(storage);
+    const freed = existing && existing.fingerprint !== fingerprint ? existing.storedBytes : 0; // beginModel drops it
+    if (available !== null && needed > available + freed) throw new QuotaError(needed, available + freed, `The model ${model}`);
+    if (storage.persist) persisted = (await storage.persisted?.()) || (await storage.persist());
+  }
+  await store.beginModel(model, fingerprint, config, tensorCount + extraFiles.length);
+  let stored = 0;
+  const put = async (source: string, outputs: ConvertedTensor[]) => {
+    try {
+      await store.putConverted(model, source, outputs);
+    } catch (e) {
+      // Where the quota could not be known in advance, the refused write is where it shows: say what is still needed.
+      if (e instanceof QuotaError) throw new QuotaError(Math.max(needed - stored, e.neededBytes), null, `The model ${model}`);
+      throw e;
+    }
+    stored += outputs.reduce((n, o) => n + o.data.length, 0);
+  };
+
+  // Progress counts tensor-data bytes over all shards; finished tensors count as loaded from the start.
+  const dataBytes = (h: SafetensorsHeader) => (h.tensors.length ? h.tensors[h.tensors.length - 1].end - h.dataOffset : 0);
+  const total = [...headers.values()].reduce((n, h) => n + dataBytes(h), 0);
+  let before = 0; // data bytes of the shards already passed
+  let loaded = 0;
+  const report = (file: string, at: number) => {
+    if (at <= loaded) return;
+    loaded = at;
+    options.onProgress?.({ phase: 'download', file, loaded, total });
+  };
+
+  let converted = 0;
+  let skipped = 0;
+  for (const [i, f] of extraFiles.entries()) {
+    const source = fileSourceName(f);
+    if (isDone(source)) { skipped++; continue; }
+    const data = await readWhole(extraSources[i]);
+    await put(source, [{ name: source, dtype: 'FILE', shape: [data.length], data }]);
+    converted++;
+    signal?.throwIfAborted();
+  }
+  for (const [file, header] of headers) {
+    const remaining = header.tensors.filter((t) => !isDone(t.name));
+    skipped += header.tensors.length - remaining.length;
+    const base = before;
+    before += dataBytes(header);
+    if (remaining.length === 0) { report(file, before); continue; }
+    report(file, base + remaining[0].begin - header.dataOffset);
+    const src = watched(await checkpoint!.source(file), (end) => report(file, base + Math.min(end, header.dataOffset + dataBytes(header)) - header.dataOffset));
+    // streamTensors starts at the first remaining tensor, so finished tensors are never fetched again.
+    for await (const { info, bytes } of streamTensors(src, { ...header, tensors: remaining }, readBytes, signal)) {
+      const outputs = await convert({ ...info, file }, bytes);
+      signal?.throwIfAborted();
+      await put(info.name, outputs);
+      converted++;
+    }
+    report(file, before);
+  }
+  await store.finishModel(model);
+  if (total === 0 || loaded < total) options.onProgress?.({ phase: 'download', file: [...headers.keys()].pop() ?? '', loaded: total, total });
+  return { model, converted, skipped, persisted };
+}
+
+/** Extra files are stored under their file name, marked so they cannot clash with a tensor name. */
+export const fileSourceName = (file: string) => `file:${file}`;
+
+async function readWhole(src: ByteSource): Promise<Uint8Array> {
+  return src.read(0, await src.size());
+}
