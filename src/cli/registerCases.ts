@@ -1,3 +1,3 @@
-// Registers the case handlers that need the networks (they live beside their runners in src/worker/), so that
-// referenceCases.ts stays free of any particular network.
-export {};
+// Registers the case handlers that run the networks (src/cli/networkCases.ts), kept apart from referenceCases.ts
+// so that the sigma and noise cases load without onnxruntime.
+import './networkCases.ts';
