@@ -57,14 +57,15 @@ export function encodeLlamaPrompt(
   tokenizer: LlamaTokenizer,
   prompt: string,
   maxLength = DEFAULT_PROMPT_MAX_LENGTH,
+  cropStart = HUNYUAN_CROP_START,
 ): LlamaPromptTokens {
   const full = tokenizer.encode(fillPromptTemplate(prompt), { addBos: true });
-  const limit = HUNYUAN_CROP_START + maxLength;
+  const limit = cropStart + maxLength;
   const ids = full.length > limit ? full.slice(0, limit) : full;
   return {
     ids,
-    cropStart: HUNYUAN_CROP_START,
-    keptIds: ids.slice(HUNYUAN_CROP_START),
+    cropStart,
+    keptIds: ids.slice(cropStart),
     validLength: ids.length,
     truncated: full.length > limit,
   };

@@ -1,0 +1,103 @@
+// `npm run generate -- --model DIR --image F --prompt TEXT --seconds S --seed N --steps K --out FILE`: the app's job
+// in Node, through the same engine and the `webgpu` package (SwiftShader without a GPU). Writes the frames as Y4M,
+// and an MP4 through ffmpeg when FILE ends in .mp4 and ffmpeg is installed.
+
+import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { DEFAULT_SETTINGS, runJob, type JobSettings } from '../worker/engine.ts';
+import { openModelSource } from '../worker/modelPackage.ts';
+import { nodeFileSource } from '../weights/nodeFileSource.ts';
+import { CheckpointFileMissing } from '../weights/checkpoint.ts';
+import { readImageFile } from './imageFile.ts';
+import { y4mSink } from './y4mSink.ts';
+import { nodeRuntime, type GpuKind } from './nodeRuntime.ts';
+import type { ExecutionProvider } from '../runtime/ort.ts';
+import { existsSync } from 'node:fs';
+
+const USAGE = `usage: generate --model DIR --image FILE --prompt TEXT [--seconds S] [--seed N] [--steps K] [--out FILE.y4m|FILE.mp4]
+  [--end-image FILE] [--variant original|f1] [--no-teacache] [--gs G] [--window N] [--provider webgpu|wasm] [--gpu auto|hardware|software]
+  [--dtype float32|float16] [--q4] [--budget-gb N] [--crf N]`;
+
+function parse(argv: string[]) {
+  const o: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${USAGE}`);
+    const key = a.slice(2);
+    if (['no-teacache', 'q4'].includes(key)) o[key] = true;
+    else o[key] = argv[++i] ?? '';
+  }
+  for (const k of ['model', 'image', 'prompt']) if (typeof o[k] !== 'string') throw new Error(`--${k} is required\n${USAGE}`);
+  return o as Record<string, string> & { 'no-teacache'?: boolean; q4?: boolean };
+}
+
+async function main(): Promise<number> {
+  const o = parse(process.argv.slice(2));
+  const modelDir = resolve(o.model);
+  const model = await openModelSource(async (path) => {
+    const full = join(modelDir, path);
+    if (!existsSync(full)) throw new CheckpointFileMissing(path, modelDir);
+    return nodeFileSource(full);
+  });
+  const settings: JobSettings = {
+    ...DEFAULT_SETTINGS,
+    prompt: o.prompt,
+    variant: (o.variant as JobSettings['variant']) ?? 'original',
+    seed: o.seed !== undefined ? Number(o.seed) : DEFAULT_SETTINGS.seed,
+    seconds: o.seconds !== undefined ? Number(o.seconds) : DEFAULT_SETTINGS.seconds,
+    steps: o.steps !== undefined ? Number(o.steps) : DEFAULT_SETTINGS.steps,
+    distilledGuidance: o.gs !== undefined ? Number(o.gs) : DEFAULT_SETTINGS.distilledGuidance,
+    teacache: !o['no-teacache'],
+    latentWindow: o.window !== undefined ? Number(o.window) : null,
+  };
+  const { runtime, gpu } = await nodeRuntime({
+    provider: (o.provider as ExecutionProvider) ?? 'webgpu',
+    gpu: (o.gpu as GpuKind) ?? 'auto',
+    dtype: o.dtype as 'float32' | 'float16' | undefined,
+    quantized: !!o.q4,
+    budgetBytes: o['budget-gb'] ? Number(o['budget-gb']) * 2 ** 30 : undefined,
+  });
+  const out = resolve(o.out ?? 'framepack.y4m');
+  const y4mPath = out.endsWith('.mp4') ? `${out}.y4m` : out;
+  const sink = y4mSink(y4mPath, model.package.fps);
+  const controller = new AbortController();
+  process.on('SIGINT', () => controller.abort(new Error('Stopped by Ctrl-C; the finished sections are kept.')));
+  const t0 = performance.now();
+  console.error(`model ${model.package.name}, ${runtime.provider}${gpu ? ` (${gpu.capabilities.architecture || gpu.capabilities.vendor})` : ''} ${runtime.dtype}${runtime.quantized ? ' q4' : ''}`);
+  let failure: unknown = null;
+  try {
+    await runJob(model, { image: readImageFile(o.image), endImage: o['end-image'] ? readImageFile(o['end-image']) : undefined, settings }, runtime, sink, (e) => {
+      if (e.type === 'stage') console.error(e.message);
+      else if (e.type === 'plan') console.error(`${e.sections} sections, ${e.frames} frames at ${e.width}×${e.height}, ${e.fps} fps`);
+      else if (e.type === 'step') console.error(`  section ${e.section + 1}/${e.sections} step ${e.step}/${e.steps}${e.etaMs !== null ? `, ETA ${(e.etaMs / 1000).toFixed(0)} s` : ''}`);
+      else if (e.type === 'section') console.error(`section ${e.section + 1}/${e.sections} done: ${e.frames} frames (${e.seconds.toFixed(2)} s)`);
+    }, controller.signal);
+  } catch (e) {
+    failure = e;
+  }
+  let frames = 0;
+  try {
+    frames = sink.finish();
+  } catch {
+    // nothing was decoded yet
+  }
+  if (frames > 0) {
+    if (out !== y4mPath) {
+      const r = spawnSync('ffmpeg', ['-v', 'error', '-y', '-i', y4mPath, '-c:v', 'libx264', '-crf', o.crf ?? '16', '-pix_fmt', 'yuv420p', out], { stdio: 'inherit' });
+      if (r.status === 0) rmSync(y4mPath);
+      else console.error(`ffmpeg is not available or failed; the frames are in ${y4mPath}`);
+    }
+    console.error(`wrote ${frames} frames to ${out !== y4mPath && !existsSync(y4mPath) ? out : y4mPath} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  if (failure) {
+    console.error((failure as Error).message);
+    return 1;
+  }
+  return 0;
+}
+
+main().then((code) => process.exit(code), (e: Error) => {
+  console.error(e.message);
+  process.exit(2);
+});

@@ -1,0 +1,39 @@
+// The Node side of choosing a runtime: WebGPU from the `webgpu` package (a real GPU when a Vulkan driver is
+// configured, else SwiftShader), ORT set up on that device, and the engine's RuntimeChoice from what was found.
+
+import { existsSync } from 'node:fs';
+import { nodeGpu } from '../runtime/nodeWebgpu.ts';
+import { requestGpu, type GpuContext } from '../runtime/device.ts';
+import { setupOrt, type ExecutionProvider } from '../runtime/ort.ts';
+import type { RuntimeChoice } from '../worker/engine.ts';
+
+export type GpuKind = 'auto' | 'hardware' | 'software';
+
+const NVIDIA_ICD = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json';
+
+/** Opens WebGPU (unless the wasm EP is asked for) and configures ORT; returns the runtime for the engine. */
+export async function nodeRuntime(options: { provider: ExecutionProvider; gpu: GpuKind; dtype?: 'float32' | 'float16'; quantized?: boolean; budgetBytes?: number }): Promise<{ runtime: RuntimeChoice; gpu: GpuContext | null }> {
+  let ctx: GpuContext | null = null;
+  if (options.provider === 'webgpu') {
+    const hardware = options.gpu === 'hardware' || (options.gpu === 'auto' && (!!process.env.VK_DRIVER_FILES || existsSync(NVIDIA_ICD)));
+    const gpu = nodeGpu({ software: !hardware, dawnFlags: hardware ? ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'] : [] });
+    ctx = await requestGpu(gpu);
+    (globalThis as { navigator?: { gpu?: GPU } }).navigator ??= {};
+    (globalThis as unknown as { navigator: { gpu?: GPU } }).navigator.gpu ??= gpu;
+    setupOrt({ device: ctx.device });
+  } else {
+    setupOrt({});
+  }
+  const f16 = ctx?.capabilities.shaderF16 ?? false;
+  return {
+    gpu: ctx,
+    runtime: {
+      provider: options.provider,
+      dtype: options.dtype ?? (f16 ? 'float16' : 'float32'),
+      quantized: options.quantized ?? false,
+      transformerBudgetBytes: options.budgetBytes ?? Infinity,
+      device: ctx?.device ?? null,
+      maxStorageBufferBindingSize: ctx?.capabilities.maxStorageBufferBindingSize ?? 2 ** 30,
+    },
+  };
+}

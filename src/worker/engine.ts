@@ -1,0 +1,247 @@
+// The job engine: one FramePack job from an image and a prompt to frames, with typed progress events and
+// cancellation. Memory is staged as the architecture says — text encoders, then SigLIP and the VAE encoder, each
+// released after use; then the transformer and the VAE decoder for the sections. It is environment-neutral: the
+// Web Worker and the Node CLI both call runJob with their own model source and frame sink.
+
+import type { Tensor } from '../pipeline/tensor.ts';
+import type { RgbImage } from '../pipeline/resize.ts';
+import { resizeAndCenterCrop, siglipPixelValues, vaeInputPixels } from '../pipeline/resize.ts';
+import { findNearestBucket, type Bucket } from '../pipeline/buckets.ts';
+import { LlamaTokenizer } from '../pipeline/llamaTokenizer.ts';
+import { ClipTokenizer } from '../pipeline/clipTokenizer.ts';
+import { encodeLlamaPrompt } from '../pipeline/promptTemplate.ts';
+import { sectionCount } from '../pipeline/sectionPlan.ts';
+import { latentPreview, type PreviewImage } from '../pipeline/latentPreview.ts';
+import { distilledGuidanceValue, type ReferenceDtype } from '../pipeline/fmWrapper.ts';
+import { videoFramesAfter } from '../pipeline/frameCount.ts';
+import type { ExecutionProvider } from '../runtime/ort.ts';
+import { WeightResidency } from '../runtime/residency.ts';
+import { createLlamaTextEncoder, createClipTextEncoder } from './textEncoders.ts';
+import { createSiglipImageEncoder } from './imageEncoder.ts';
+import { createVae } from './vae.ts';
+import { createDiT } from './dit.ts';
+import { sectionVelocityModel, type Conditioning } from './ditSection.ts';
+import { runFramePackLoop, type FrameSink } from './framepackLoop.ts';
+import { componentFolder, openComponent, readText, type ModelSource } from './modelPackage.ts';
+
+export type ModelVariant = 'original' | 'f1';
+
+/** Everything a person chooses for one job (the reference UI's controls, §11). */
+export interface JobSettings {
+  prompt: string;
+  /** Used only when cfg > 1, as in the reference. */
+  negativePrompt: string;
+  variant: ModelVariant;
+  seed: number;
+  seconds: number;
+  steps: number;
+  distilledGuidance: number;
+  cfg: number;
+  cfgRescale: number;
+  teacache: boolean;
+  teacacheThreshold: number;
+  /** null: the model's own window (9 for the reference). */
+  latentWindow: number | null;
+  /** A generation size from the model's buckets, or null for the one nearest the image's aspect. */
+  bucket: Bucket | null;
+}
+
+export const DEFAULT_SETTINGS: JobSettings = {
+  prompt: '',
+  negativePrompt: '',
+  variant: 'original',
+  seed: 31337,
+  seconds: 5,
+  steps: 25,
+  distilledGuidance: 10,
+  cfg: 1,
+  cfgRescale: 0,
+  teacache: true,
+  teacacheThreshold: 0.15,
+  latentWindow: null,
+  bucket: null,
+};
+
+export interface RuntimeChoice {
+  provider: ExecutionProvider;
+  dtype: 'float32' | 'float16';
+  /** 4-bit large linears in the transformer and the Llama encoder. */
+  quantized: boolean;
+  /** Bytes of transformer weights kept on the GPU; the rest stream (Infinity: all resident). */
+  transformerBudgetBytes: number;
+  /** The device ORT shares (for residency); null on the wasm EP. */
+  device: GPUDevice | null;
+  maxStorageBufferBindingSize: number;
+}
+
+export type JobStage = 'text' | 'image' | 'vae-encode' | 'sampling' | 'decode' | 'done';
+
+export type JobEvent =
+  | { type: 'stage'; stage: JobStage; message: string }
+  | { type: 'plan'; sections: number; frames: number; width: number; height: number; fps: number }
+  | { type: 'step'; section: number; sections: number; step: number; steps: number; etaMs: number | null; preview: PreviewImage }
+  | { type: 'section'; section: number; sections: number; frames: number; seconds: number };
+
+export interface JobInput {
+  image: RgbImage;
+  /** The original model's end frame (anchors the first generated section). */
+  endImage?: RgbImage;
+  settings: JobSettings;
+}
+
+export interface JobResult {
+  sections: number;
+  frames: number;
+  width: number;
+  height: number;
+}
+
+/** Text encodings the DiT needs, for one prompt. */
+async function encodePrompt(model: ModelSource, prompt: string, runtime: RuntimeChoice): Promise<Omit<Conditioning, 'imageEmbeddings'>> {
+  const pkg = model.package;
+  const tokenizer = LlamaTokenizer.fromTokenizerJson(JSON.parse(await readText(await componentFolder(model, 'tokenizer')('tokenizer.json'))));
+  const tokens = encodeLlamaPrompt(tokenizer, prompt, 256, pkg.llamaCropStart);
+  const llama = await createLlamaTextEncoder(await openComponent(model, 'text_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: runtime.quantized });
+  let textStates: Tensor;
+  try {
+    const out = await llama.run(tokens.ids);
+    const [, n, d] = out.hiddenStatesM3.shape;
+    // Keep the states after the crop: the prompt's tokens (and its closing <|eot_id|>).
+    textStates = { data: out.hiddenStatesM3.data.slice(tokens.cropStart * d, n * d), shape: [1, n - tokens.cropStart, d] };
+  } finally {
+    await llama.release();
+  }
+  const clipFolder = componentFolder(model, 'tokenizer_2');
+  const clipTokenizer = ClipTokenizer.fromFiles(await readText(await clipFolder('vocab.json')), await readText(await clipFolder('merges.txt')));
+  const clip = await createClipTextEncoder(await openComponent(model, 'text_encoder_2'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
+  try {
+    const pooled = (await clip.run(clipTokenizer.encode(prompt))).pooled;
+    return { textStates, pooled };
+  } finally {
+    await clip.release();
+  }
+}
+
+/**
+ * Runs one job. Events report progress; frames go to `sink` as they become final, so a stopped job keeps every
+ * finished section. Throws the signal's reason when aborted, and the runners' typed errors otherwise.
+ */
+export async function runJob(
+  model: ModelSource,
+  input: JobInput,
+  runtime: RuntimeChoice,
+  sink: FrameSink,
+  onEvent: (e: JobEvent) => void,
+  signal?: AbortSignal,
+): Promise<JobResult> {
+  const pkg = model.package;
+  const s = input.settings;
+  const latentWindow = s.latentWindow ?? pkg.latentWindow;
+  const sections = sectionCount(s.seconds, latentWindow, pkg.fps);
+  const bucket = s.bucket ?? findNearestBucket(input.image.height, input.image.width, pkg.buckets);
+  const { width, height } = bucket;
+  onEvent({ type: 'plan', sections, frames: videoFramesAfter(s.variant, sections, sections, latentWindow), width, height, fps: pkg.fps });
+  const referenceDtype: ReferenceDtype = runtime.dtype === 'float16' ? 'bfloat16' : 'float32';
+
+  // 1. Text: Llama and CLIP, released before the image networks load.
+  onEvent({ type: 'stage', stage: 'text', message: 'Text encoding …' });
+  const positive = await encodePrompt(model, s.prompt, runtime);
+  const negative = s.cfg !== 1 ? await encodePrompt(model, s.negativePrompt, runtime) : undefined;
+  signal?.throwIfAborted();
+
+  // 2. Image: bucket, PIL-exact resize, SigLIP (start and end averaged, as diffusers' FramePack does).
+  onEvent({ type: 'stage', stage: 'image', message: 'CLIP Vision encoding …' });
+  const start = resizeAndCenterCrop(input.image, width, height);
+  const end = input.endImage ? resizeAndCenterCrop(input.endImage, width, height) : undefined;
+  const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
+  let imageEmbeddings: Tensor;
+  try {
+    imageEmbeddings = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));
+    if (end) {
+      const e = await siglip.run(siglipPixelValues(end, pkg.siglipImageSize));
+      imageEmbeddings = { data: imageEmbeddings.data.map((v, i) => Math.fround(Math.fround(v + e.data[i]) / 2)), shape: imageEmbeddings.shape };
+    }
+  } finally {
+    await siglip.release();
+  }
+  signal?.throwIfAborted();
+
+  // 3. VAE encode of the start (and end) frame: the posterior mean × scaling factor (§4.3).
+  onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
+  const vae = await createVae(await openComponent(model, 'vae'), { provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize });
+  const dit = await createDiT(await openComponent(model, 'transformer'), {
+    provider: runtime.provider,
+    dtype: runtime.dtype,
+    quantized: runtime.quantized,
+    residency: runtime.device ? new WeightResidency(runtime.device, runtime.transformerBudgetBytes) : undefined,
+  });
+  try {
+    const startLatent = (await vae.encode(vaeInputPixels(start))).latent;
+    const endLatent = end ? (await vae.encode(vaeInputPixels(end))).latent : undefined;
+    signal?.throwIfAborted();
+
+    // 4. Sections: the transformer and the decoder alternate; frames reach the sink as they become final.
+    onEvent({ type: 'stage', stage: 'sampling', message: 'Start sampling …' });
+    const guidance = distilledGuidanceValue(s.distilledGuidance, referenceDtype);
+    const stepTimes: number[] = [];
+    let last = performance.now();
+    const totalSteps = sections * s.steps;
+    let sectionsDone = 0;
+    await runFramePackLoop(
+      { variant: s.variant, sections, latentWindow, steps: s.steps, seed: s.seed, cfg: s.cfg, cfgRescale: s.cfgRescale, referenceDtype },
+      startLatent,
+      {
+        sectionModel: async ({ layout, context, latentShape }) =>
+          sectionVelocityModel(dit, layout, context, latentShape, {
+            positive: { ...positive, imageEmbeddings },
+            negative: negative ? { ...negative, imageEmbeddings } : undefined,
+          }, { guidance, steps: s.steps, teacacheThreshold: s.teacache ? s.teacacheThreshold : null, signal }),
+        decode: async (latents) => {
+          onEvent({ type: 'stage', stage: 'decode', message: 'VAE decoding …' });
+          return vae.decodeLatents(latents);
+        },
+      },
+      {
+        async frames(final, held, placement, k) {
+          await sink.frames(final, held, placement, k);
+          sectionsDone = k + 1;
+          const frames = videoFramesAfter(s.variant, sectionsDone, sections, latentWindow);
+          onEvent({ type: 'section', section: k, sections, frames, seconds: frames / pkg.fps });
+        },
+      },
+      {
+        onStep(section, step, steps, denoised) {
+          const now = performance.now();
+          stepTimes.push(now - last);
+          last = now;
+          const done = section * steps + step + 1;
+          const recent = stepTimes.slice(-5);
+          const perStep = recent.reduce((a, b) => a + b, 0) / recent.length;
+          const [, c, t, h, w] = startLatentShape(startLatent, latentWindow);
+          onEvent({
+            type: 'step',
+            section,
+            sections,
+            step: step + 1,
+            steps,
+            etaMs: done >= 2 ? perStep * (totalSteps - done) : null,
+            preview: latentPreview({ data: denoised, shape: [1, c, t, h, w] }),
+          });
+        },
+      },
+      signal,
+      endLatent,
+    );
+    onEvent({ type: 'stage', stage: 'done', message: 'Done.' });
+    return { sections, frames: videoFramesAfter(s.variant, sections, sections, latentWindow), width, height };
+  } finally {
+    await dit.release();
+    await vae.release();
+  }
+}
+
+/** The noisy window's shape [1, C, lws, h, w] for a start latent [1, C, 1, h, w]. */
+function startLatentShape(startLatent: Tensor, latentWindow: number): number[] {
+  const [b, c, , h, w] = startLatent.shape;
+  return [b, c, latentWindow, h, w];
+}
