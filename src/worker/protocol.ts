@@ -1,0 +1,96 @@
+// The typed boundary between the page and the worker. The UI knows the worker only through these types; the
+// worker implements FramePackApi (in-process for tests and the CLI, behind comlink in the app), so callers cannot
+// tell which one they hold. Errors cross as {name, message, details} and are rebuilt as the same classes.
+
+import type { PreviewImage } from '../pipeline/latentPreview.ts';
+import type { GpuCapabilities } from '../runtime/device.ts';
+import type { JobEvent, JobSettings } from './engine.ts';
+
+/** Which model a job uses: the bundled tiny demo, or the real FramePack checkpoints. */
+export type ModelId = 'tiny' | 'framepack' | 'framepack-f1';
+
+export interface CapabilityReport {
+  webgpu: boolean;
+  /** Null when there is no adapter. */
+  gpu: GpuCapabilities | null;
+  /** Plain-words lines for the capability panel. */
+  explanation: string[];
+  /** Storage quota and usage in bytes (navigator.storage.estimate), null where unknown. */
+  storage: { quota: number | null; usage: number | null; persisted: boolean | null };
+  /** Whether this browser can encode H.264 (else VP9) into MP4. */
+  videoCodec: string | null;
+}
+
+export interface ModelStatus {
+  id: ModelId;
+  /** Converted weights are in the browser's storage. */
+  cached: boolean;
+  /** Bytes stored, and bytes the full model needs. */
+  storedBytes: number;
+  totalBytes: number;
+}
+
+export interface ImageInput {
+  width: number;
+  height: number;
+  /** RGB bytes, row-major. */
+  data: Uint8Array;
+}
+
+export interface GenerateRequest {
+  model: ModelId;
+  image: ImageInput;
+  endImage?: ImageInput;
+  settings: JobSettings;
+  /** Reference MP4 compression slider (libx264 CRF 0–100, default 16). */
+  crf: number;
+  /** Bytes of transformer weights to keep on the GPU (the rest stream). */
+  transformerBudgetBytes: number;
+}
+
+/** Progress of getting a model ready: bytes for downloads, then conversion. */
+export interface LoadEvent {
+  type: 'load';
+  phase: 'download' | 'convert' | 'cache';
+  file: string;
+  loaded: number;
+  total: number;
+}
+
+/** A playable MP4 of everything final so far; sent after every section. */
+export interface VideoEvent {
+  type: 'video';
+  section: number;
+  frames: number;
+  mp4: Blob;
+}
+
+export type WorkerEvent = JobEvent | LoadEvent | VideoEvent;
+
+export interface GenerateResult {
+  mp4: Blob;
+  frames: number;
+  width: number;
+  height: number;
+  /** True when the job was stopped: the MP4 holds the sections finished before the stop. */
+  stopped: boolean;
+}
+
+/** Errors as they cross the boundary. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export interface FramePackApi {
+  capabilities(): Promise<CapabilityReport>;
+  models(): Promise<ModelStatus[]>;
+  deleteModel(id: ModelId): Promise<void>;
+  /** Runs one job; events arrive through `onEvent`. Resolves with the MP4 (also after stop()). */
+  generate(request: GenerateRequest, onEvent: (e: WorkerEvent) => void): Promise<GenerateResult>;
+  /** Ends the running job within one step; what is finished is kept. */
+  stop(): Promise<void>;
+}
+
+export type { PreviewImage };
