@@ -144,6 +144,7 @@ export const DIT_IO = {
   pooled: 'pooled_projections',
   text: 'text_states',
   image: 'image_embeddings',
+  rope: 'rope',
   imageTokens: 'image_tokens',
   contextTokens: 'context_tokens',
   temb: 'temb',
@@ -288,8 +289,9 @@ function refinerBlock(g: Graph, c: DiTConfig, h: string, tRef: string, index: nu
  * and clean_latents_4x already replicate-padded at the end to multiples of (2,4,4) and (4,8,8); timestep_proj and
  * guidance_proj, the 256-channel sinusoids of the timestep and the guidance; pooled_projections [1, P]; text_states
  * [1, L, textDim], the L valid Llama tokens only (§5.6: with batch 1 the padded ones never reach a valid token);
- * image_embeddings [1, M, imageProjDim]. Outputs (float32): image_tokens [1, N_img, D] in packed order
- * [4x, 2x, 1x, noisy]; context_tokens [1, M + L, D] = [SigLIP projection; refined text]; temb [1, D].
+ * image_embeddings [1, M, imageProjDim]; rope [N_img, 2·headDim], the packed RoPE table. Outputs (float32):
+ * image_tokens [1, N_img, D] in packed order [4x, 2x, 1x, noisy]; context_tokens [1, M + L, D] = [SigLIP
+ * projection; refined text]; temb [1, D]; rope_cos and rope_sin [N_img, headDim], the table's halves.
  */
 export function buildDiTEmbed(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
   const { dtype, quantized } = options(graphOptions);
@@ -305,6 +307,7 @@ export function buildDiTEmbed(c: DiTConfig, graphOptions: DiTGraphOptions = {}):
   const pooled = g.input(DIT_IO.pooled, 'float32', [1, c.pooledProjectionDim]);
   const text = g.input(DIT_IO.text, 'float32', [1, 'L', c.textEmbedDim]);
   const image = g.input(DIT_IO.image, 'float32', [1, 'M', c.imageProjDim]);
+  const rope = g.input(DIT_IO.rope, 'float32', ['N_img', 2 * c.headDim]);
 
   // §5.2, §5.3, §5.5: packed order [4x, 2x, clean 1x, noisy].
   const tokens = g.op('Concat', [
@@ -314,6 +317,10 @@ export function buildDiTEmbed(c: DiTConfig, graphOptions: DiTGraphOptions = {}):
     patchEmbed(g, c, x, 'x_embedder.proj', [c.patchSizeT, c.patchSize, c.patchSize]),
   ], { axis: 1 });
   g.output(tokens, DIT_IO.imageTokens, 'float32', [1, 'N_img', d]);
+  // The table's two halves, made here once per call so that on WebGPU they stay on the GPU for every block.
+  const [cos, sin] = g.opN('Split', [rope, g.ints([c.headDim, c.headDim])], 2, { axis: 1 });
+  g.output(cos, DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]);
+  g.output(sin, DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]);
 
   // §5.6.1: temb = MLP_t(sin t) + MLP_g(sin g) + MLP_txt(pooled), in float32.
   let temb = mlpF32(g, tProj, 'time_text_embed.timestep_embedder', TIMESTEP_CHANNELS, d);

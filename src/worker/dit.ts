@@ -2,8 +2,9 @@
 // graph once per `transformer_blocks.{i}`, the single-block graph once per `single_transformer_blocks.{i}`, then the
 // head graph, each block call bound to that block's weights. This is the one code path the app, the CLI and the
 // reference checks use. It also prepares what the graphs take and the reference computes on the side: the
-// timestep/guidance sinusoids (float32, as diffusers' get_timestep_embedding), the replicate padding of the 2x/4x
-// context latents, the crop of the text to its valid tokens, and the RoPE table split into cos and sin. TeaCache
+// timestep/guidance sinusoids (float32, as torch computes diffusers' get_timestep_embedding), the replicate padding
+// of the 2x/4x context latents (done here, on the CPU where the history lives, so the graph needs no data-dependent
+// Pad), and the crop of the text to its valid tokens. On WebGPU the streams between graphs stay on the GPU. TeaCache
 // (framepack-reference.md §8) hooks in between the embedders and the blocks.
 
 import {
@@ -11,8 +12,10 @@ import {
   type DiTConfig, type DiTGraphs,
 } from '../models/dit.ts';
 import { numel, type Tensor } from '../pipeline/tensor.ts';
+import type { BuiltGraph } from '../models/graph.ts';
 import { cpuTensor, createSession, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
-import { weightFeeds } from '../runtime/weightFeeds.ts';
+import { WeightResidency, type HostBlock } from '../runtime/residency.ts';
+import { hostWeights } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
 
 /** What the caller handed the DiT does not fit the model or the other inputs; the message says which. */
@@ -90,6 +93,11 @@ export interface DiTRunnerOptions {
   dtype?: 'float32' | 'float16';
   /** 4-bit block linears (see DiTGraphOptions.quantized). */
   quantized?: boolean;
+  /**
+   * Where the weights live on WebGPU (resident within a budget, the rest streamed); the caller owns it. Absent:
+   * CPU feeds, which ORT uploads on every call (fine for the wasm EP and the tiny model).
+   */
+  residency?: WeightResidency;
 }
 
 /** TeaCache asked to skip the blocks before any call of this slot ran them. */
@@ -105,22 +113,36 @@ export class TeaCacheResidualMissing extends Error {
 // ───────────────────────────── input preparation ─────────────────────────────
 
 /**
- * diffusers' get_timestep_embedding(value, channels, flip_sin_to_cos=True, downscale_freq_shift=0) in float32:
- * freq_j = exp(fl(−ln 10000)·j / (channels/2)), angle = fl(value·freq_j), output [cos(angles) | sin(angles)].
+ * Where torch's float32 exp on x86-64 CPUs (SLEEF's expf, accurate to 1 ulp) returns the float one ulp ABOVE the
+ * correctly rounded value in get_timestep_embedding's frequency table, keyed `${channels}/${maxPeriod}`: three of
+ * the 128 frequencies of the standard table, found by comparing with torch 2.13 (AVX2 and AVX-512 agree). The
+ * guidance angle (≈ 10⁴ rad) magnifies one ulp of frequency into ≈ 10⁻³ rad; without these the fixtures' DiT
+ * output moves by 6e-5 relative instead of 6e-7.
+ */
+const TORCH_EXP_ROUNDS_UP: Record<string, readonly number[]> = { '256/10000': [13, 44, 119] };
+
+/** The next float32 above a positive float32. */
+function nextFloat32Up(x: number): number {
+  const bits = new Uint32Array(Float32Array.of(x).buffer);
+  bits[0] += 1;
+  return new Float32Array(bits.buffer)[0];
+}
+
+/**
+ * diffusers' get_timestep_embedding(value, channels, flip_sin_to_cos=True, downscale_freq_shift=0) in float32, as
+ * torch computes it on the CPU: freq_j = exp(fl(−ln maxPeriod)·j / (channels/2)), angle_j = fl(value·freq_j),
+ * output [cos(angles) | sin(angles)]. Values agree with torch's to 1 ulp (its sin/cos are SLEEF's too).
  */
 export function timestepSinusoid(value: number, channels: number = TIMESTEP_CHANNELS, maxPeriod = 10000): Float32Array {
   const f = Math.fround;
   const half = channels / 2;
   const negLog = f(-Math.log(maxPeriod));
+  const roundsUp = new Set(TORCH_EXP_ROUNDS_UP[`${channels}/${maxPeriod}`] ?? []);
   const out = new Float32Array(channels);
-  const mode = process.env.SIN_MODE ?? 'A';
   for (let j = 0; j < half; j++) {
-    let freq = f(Math.exp(f(f(negLog * j) / half)));
-    if (mode === 'B') freq = f(Math.exp(-Math.log(maxPeriod) * j / half));
-    if (mode === 'D') freq = Math.exp(-Math.log(maxPeriod) * j / half);
-    if (mode === 'E') freq = f(Math.exp(f(negLog * j) / half) * (1 + (Number(process.env.ULP ?? 0)) * 2 ** -23));
-    let angle = f(f(value) * freq);
-    if (mode === 'C' || mode === 'D') angle = value * freq;
+    const exact = f(Math.exp(f(f(negLog * j) / half)));
+    const freq = roundsUp.has(j) ? nextFloat32Up(exact) : exact;
+    const angle = f(f(value) * freq);
     out[j] = Math.cos(angle);
     out[half + j] = Math.sin(angle);
   }
@@ -177,22 +199,8 @@ export function validTextTokens(states: Tensor, mask: readonly boolean[] | undef
   return valid === total ? states : { data: states.data.slice(0, valid * dim), shape: [1, valid, dim] };
 }
 
-/** Splits the packed RoPE table [N, 2d] into cos [N, d] and sin [N, d]. */
-export function splitRopeTable(table: Float32Array, headDim: number): { cos: Float32Array; sin: Float32Array } {
-  const n = table.length / (2 * headDim);
-  const cos = new Float32Array(n * headDim);
-  const sin = new Float32Array(n * headDim);
-  for (let i = 0; i < n; i++) {
-    cos.set(table.subarray(i * 2 * headDim, i * 2 * headDim + headDim), i * headDim);
-    sin.set(table.subarray(i * 2 * headDim + headDim, (i + 1) * 2 * headDim), i * headDim);
-  }
-  return { cos, sin };
-}
-
 interface PreparedInputs {
   embedFeeds: Record<string, OrtTensor>;
-  cos: OrtTensor;
-  sin: OrtTensor;
   /** Post-patch (T', H', W') of the noisy latents. */
   grid: [number, number, number];
   imageTokens: number;
@@ -240,120 +248,157 @@ function prepareInputs(config: DiTConfig, inputs: DiTInputs): PreparedInputs {
     [DIT_IO.pooled]: cpuTensor('float32', pooled.data, [1, config.pooledProjectionDim]),
     [DIT_IO.text]: f32(text),
     [DIT_IO.image]: f32(image),
+    [DIT_IO.rope]: cpuTensor('float32', inputs.rope, [imageTokens, 2 * d]),
   };
   if (config.guidanceEmbeds) embedFeeds[DIT_IO.guidanceProj] = cpuTensor('float32', timestepSinusoid(inputs.guidance), [1, TIMESTEP_CHANNELS]);
-  const { cos, sin } = splitRopeTable(inputs.rope, d);
-  return { embedFeeds, cos: cpuTensor('float32', cos, [imageTokens, d]), sin: cpuTensor('float32', sin, [imageTokens, d]), grid, imageTokens };
+  return { embedFeeds, grid, imageTokens };
 }
 
 async function toTensor(t: OrtTensor): Promise<Tensor> {
   return { data: Float32Array.from((await tensorData(t)) as Float32Array), shape: [...t.dims] };
 }
 
+/** Frees a tensor ORT left on the GPU for us (outputs of sessions made with outputsOnGpu). */
+function disposeGpu(...tensors: OrtTensor[]): void {
+  for (const t of tensors) if (t.location === 'gpu-buffer') t.dispose();
+}
+
 // ───────────────────────────── the runner ─────────────────────────────
+
+/** One forward's streams between graphs; on WebGPU they stay on the GPU. */
+interface Streams {
+  x: OrtTensor; // [1, N_img, D] f32
+  ctx: OrtTensor; // [1, M + L, D] f32
+  temb: OrtTensor; // [1, D] f32
+  cos: OrtTensor; // [N_img, headDim] f32
+  sin: OrtTensor; // [N_img, headDim] f32
+}
 
 /**
  * Builds the DiT's graphs for `checkpoint`'s config.json and creates their sessions on `options.provider`.
- * Block weights are read (and quantized, for 4-bit) on first use and kept. Throws DiTConfigError for a config
- * that is not a FramePack packed DiT.
+ * Weights are read (and quantized, for 4-bit) on first use, kept in host memory and fed through the residency
+ * manager. Throws DiTConfigError for a config that is not a FramePack packed DiT.
  */
 export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOptions): Promise<DiTRunner> {
   const config = parseDiTConfig(checkpoint.config);
   const graphs = buildDiTGraphs(config, { dtype: options.dtype ?? 'float32', quantized: options.quantized ?? false });
+  // On WebGPU the streams between graphs stay on the GPU; only the velocity and TeaCache's inputs come back.
+  const onGpu = { outputsOnGpu: options.provider === 'webgpu' };
   const sessions = {
-    embed: await createSession(graphs.embed, options.provider),
-    dual: await createSession(graphs.dual, options.provider),
-    single: await createSession(graphs.single, options.provider),
+    embed: await createSession(graphs.embed, options.provider, onGpu),
+    dual: await createSession(graphs.dual, options.provider, onGpu),
+    single: await createSession(graphs.single, options.provider, onGpu),
     head: await createSession(graphs.head, options.provider),
   };
   let modulationSession: GraphSession | null = null;
+  const residency = options.residency ?? new WeightResidency(null);
 
-  // A residency manager will own these; for now every block's feeds are kept once read.
-  const cache = new Map<string, Promise<Record<string, OrtTensor>>>();
-  const feedsOf = (key: string, graph: DiTGraphs[keyof DiTGraphs], block?: number) => {
-    let feeds = cache.get(key);
-    if (!feeds) cache.set(key, (feeds = weightFeeds(graph, checkpoint, block)));
-    return feeds;
+  const hostBlocks = new Map<string, Promise<HostBlock>>();
+  const weights = async (graph: BuiltGraph, block?: number): Promise<Record<string, OrtTensor>> => {
+    const key = `${graph.name}/${block ?? ''}`;
+    let host = hostBlocks.get(key);
+    if (!host) hostBlocks.set(key, (host = hostWeights(graph, checkpoint, block, key)));
+    return residency.feeds(await host);
   };
 
-  const embed = async (prepared: PreparedInputs) => {
-    const out = await sessions.embed.run({ ...(await feedsOf('embed', graphs.embed)), ...prepared.embedFeeds });
-    return { x: out[DIT_IO.imageTokens], ctx: out[DIT_IO.contextTokens], temb: out[DIT_IO.temb] };
+  const embed = async (prepared: PreparedInputs): Promise<Streams> => {
+    const out = await sessions.embed.run({ ...(await weights(graphs.embed)), ...prepared.embedFeeds });
+    return { x: out[DIT_IO.imageTokens], ctx: out[DIT_IO.contextTokens], temb: out[DIT_IO.temb], cos: out[DIT_IO.ropeCos], sin: out[DIT_IO.ropeSin] };
   };
 
-  /** Block 0's modulated image tokens, with block 0's own weight feeds (the graphs share input names). */
-  const modulated = async (x: OrtTensor, temb: OrtTensor): Promise<Float32Array> => {
+  /** Block 0's modulated image tokens, fed block 0's own weights (the two graphs share input names). */
+  const modulated = async (s: Streams): Promise<Float32Array> => {
     modulationSession ??= await createSession(graphs.modulation, options.provider);
-    const block0 = await feedsOf('dual.0', graphs.dual, 0);
-    const feeds: Record<string, OrtTensor> = { [DIT_IO.imageTokens]: x, [DIT_IO.temb]: temb };
+    const block0 = await weights(graphs.dual, 0);
+    const feeds: Record<string, OrtTensor> = { [DIT_IO.imageTokens]: s.x, [DIT_IO.temb]: s.temb };
     for (const w of graphs.modulation.weights) feeds[w.input] = block0[w.input];
     const out = await modulationSession.run(feeds);
     return Float32Array.from((await tensorData(out[DIT_IO.modulated])) as Float32Array);
   };
 
-  const runBlocks = async (x: OrtTensor, ctx: OrtTensor, temb: OrtTensor, prepared: PreparedInputs, signal?: AbortSignal) => {
+  /** Every dual then every single block; returns the image tokens (the context stream is no longer needed). */
+  const runBlocks = async (s: Streams, signal?: AbortSignal): Promise<OrtTensor> => {
+    let { x, ctx } = s;
     const kinds = [
-      { session: sessions.dual, graph: graphs.dual, count: config.layers, key: 'dual' },
-      { session: sessions.single, graph: graphs.single, count: config.singleLayers, key: 'single' },
+      { session: sessions.dual, graph: graphs.dual, count: config.layers },
+      { session: sessions.single, graph: graphs.single, count: config.singleLayers },
     ];
-    for (const kind of kinds) {
-      for (let i = 0; i < kind.count; i++) {
-        signal?.throwIfAborted();
-        const out = await kind.session.run({
-          ...(await feedsOf(`${kind.key}.${i}`, kind.graph, i)),
-          [DIT_IO.imageTokens]: x, // [1, N_img, D] f32
-          [DIT_IO.contextTokens]: ctx, // [1, M + L, D] f32
-          [DIT_IO.temb]: temb, // [1, D] f32
-          [DIT_IO.ropeCos]: prepared.cos, // [N_img, headDim] f32
-          [DIT_IO.ropeSin]: prepared.sin,
-        });
-        x = out[DIT_IO.imageTokensOut];
-        ctx = out[DIT_IO.contextTokensOut];
+    try {
+      for (const kind of kinds) {
+        for (let i = 0; i < kind.count; i++) {
+          signal?.throwIfAborted();
+          const out = await kind.session.run({
+            ...(await weights(kind.graph, i)),
+            [DIT_IO.imageTokens]: x,
+            [DIT_IO.contextTokens]: ctx,
+            [DIT_IO.temb]: s.temb,
+            [DIT_IO.ropeCos]: s.cos,
+            [DIT_IO.ropeSin]: s.sin,
+          });
+          if (x !== s.x) disposeGpu(x, ctx);
+          x = out[DIT_IO.imageTokensOut];
+          ctx = out[DIT_IO.contextTokensOut];
+        }
       }
+    } catch (e) {
+      if (x !== s.x) disposeGpu(x, ctx);
+      throw e;
     }
+    if (ctx !== s.ctx) disposeGpu(ctx);
     return x;
+  };
+
+  /** The blocks, or TeaCache's shortcut x_in + stored residual when its rule says skip. */
+  const blocksWithTeaCache = async (s: Streams, slot: TeaCacheSlot, imageTokens: number, signal?: AbortSignal): Promise<OrtTensor> => {
+    const compute = await slot.rule.shouldCompute(await modulated(s));
+    const xIn = (await tensorData(s.x)) as Float32Array; // [1, N_img, D] f32
+    if (compute) {
+      const xOut = await runBlocks(s, signal);
+      const done = (await tensorData(xOut)) as Float32Array;
+      const residual = new Float32Array(xIn.length);
+      for (let i = 0; i < residual.length; i++) residual[i] = done[i] - xIn[i];
+      slot.residual = residual;
+      return xOut;
+    }
+    const residual = slot.residual;
+    if (!residual || residual.length !== xIn.length) throw new TeaCacheResidualMissing(residual?.length ?? null, xIn.length);
+    const skipped = new Float32Array(xIn.length);
+    for (let i = 0; i < skipped.length; i++) skipped[i] = xIn[i] + residual[i];
+    return cpuTensor('float32', skipped, [1, imageTokens, hiddenSize(config)]);
   };
 
   return {
     config,
     graphs,
     async embed(inputs) {
-      const e = await embed(prepareInputs(config, inputs));
-      return { imageTokens: await toTensor(e.x), contextTokens: await toTensor(e.ctx), temb: await toTensor(e.temb) };
+      const s = await embed(prepareInputs(config, inputs));
+      try {
+        return { imageTokens: await toTensor(s.x), contextTokens: await toTensor(s.ctx), temb: await toTensor(s.temb) };
+      } finally {
+        disposeGpu(s.x, s.ctx, s.temb, s.cos, s.sin);
+      }
     },
     async forward(inputs, forwardOptions = {}) {
       const { teacache, signal } = forwardOptions;
       const prepared = prepareInputs(config, inputs);
       signal?.throwIfAborted();
-      const { x, ctx, temb } = await embed(prepared);
-      let xOut: OrtTensor;
-      if (!teacache) {
-        xOut = await runBlocks(x, ctx, temb, prepared, signal);
-      } else {
-        const compute = await teacache.rule.shouldCompute(await modulated(x, temb));
-        const xIn = (await tensorData(x)) as Float32Array; // [1, N_img, D] f32
-        if (compute) {
-          xOut = await runBlocks(x, ctx, temb, prepared, signal);
-          const done = (await tensorData(xOut)) as Float32Array;
-          const residual = new Float32Array(xIn.length);
-          for (let i = 0; i < residual.length; i++) residual[i] = done[i] - xIn[i];
-          teacache.residual = residual;
-        } else {
-          const residual = teacache.residual;
-          if (!residual || residual.length !== xIn.length) throw new TeaCacheResidualMissing(residual?.length ?? null, xIn.length);
-          const skipped = new Float32Array(xIn.length);
-          for (let i = 0; i < skipped.length; i++) skipped[i] = xIn[i] + residual[i];
-          xOut = cpuTensor('float32', skipped, [1, prepared.imageTokens, hiddenSize(config)]);
-        }
+      const s = await embed(prepared);
+      let x: OrtTensor | null = null;
+      try {
+        x = teacache ? await blocksWithTeaCache(s, teacache, prepared.imageTokens, signal) : await runBlocks(s, signal);
+        signal?.throwIfAborted();
+        const grid = cpuTensor('int64', BigInt64Array.from(prepared.grid, BigInt), [3]);
+        const out = await sessions.head.run({ ...(await weights(graphs.head)), [DIT_IO.imageTokens]: x, [DIT_IO.temb]: s.temb, [DIT_IO.grid]: grid });
+        return await toTensor(out[DIT_IO.velocity]); // [1, C_out, T, H, W] f32
+      } finally {
+        if (x && x !== s.x) disposeGpu(x);
+        disposeGpu(s.x, s.ctx, s.temb, s.cos, s.sin);
       }
-      signal?.throwIfAborted();
-      const grid = cpuTensor('int64', BigInt64Array.from(prepared.grid, BigInt), [3]);
-      const out = await sessions.head.run({ ...(await feedsOf('head', graphs.head)), [DIT_IO.imageTokens]: xOut, [DIT_IO.temb]: temb, [DIT_IO.grid]: grid });
-      return toTensor(out[DIT_IO.velocity]);
     },
     async release() {
-      for (const s of [...Object.values(sessions), modulationSession]) await s?.release();
-      cache.clear();
+      for (const session of [...Object.values(sessions), modulationSession]) await session?.release();
+      if (!options.residency) residency.release();
+      hostBlocks.clear();
     },
   };
 }
