@@ -4,13 +4,12 @@
 // attention is ~40% of a FramePack step's arithmetic, hence this file. Two kernels share one interface:
 // - `portable`: plain WGSL that runs on any WebGPU device (SwiftShader in CI): 64 queries × 32 keys per iteration,
 //   Q/K/V staged through workgroup memory, each invocation owning a register tile of the scores and of the output.
+//   f32 or f16 tensors, head size 32/64/128. About 16 TFLOP/s on an H200 at FramePack's size.
 // - `subgroup-matrix`: the tensor-core path through `chromium-experimental-subgroup-matrix` (f16 × f16 → f32,
-//   16×16×16): S = Q·Kᵀ and O += P·V are subgroup-matrix products, the softmax update is scalar code on the
-//   16 × 32 score tile each subgroup keeps in workgroup memory. O lives in subgroup-matrix registers; it is rescaled
-//   only when a row maximum grows by more than 2⁸ (the probabilities are then up to 256, fine in f16), which after
-//   the first key tiles almost never happens.
+//   16×16×16): S = Q·Kᵀ and O += P·V are subgroup-matrix products, the softmax is scalar code on the score tiles
+//   each subgroup keeps in workgroup memory. f16 tensors, head size 128. About 59 TFLOP/s on an H200.
 // Layout: q, k, v and out are [tokens, heads, headDim] row-major (what a Linear produces for [1, N, heads·d]).
-// No mask: FramePack's attention at batch 1 has none.
+// No mask: FramePack's attention at batch 1 has none. Timings: bench/attentionKernel.ts.
 
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 
@@ -71,8 +70,10 @@ export function attentionFlops(nq: number, nk: number, heads: number, headDim: n
 
 const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
 const QUERIES_PER_WORKGROUP = 64; // both kernels
-const INVOCATIONS = 128; // both kernels
-const SUBGROUP_MATRIX_WORKGROUP_BYTES = 8192 * 2 + 2048 * 4 + 2048 * 2 + 2 * 64 * 4 + 4;
+const SUBGROUP_MATRIX_WORKGROUP_BYTES = 8704 * 2 + 4352 * 4 + 4608 * 2 + 2 * 64 * 4 + 16;
+/** The subgroup-matrix kernel's smallest problem (16 query rows, one 64-key tile); smaller ones go to the portable kernel. */
+const SUBGROUP_MATRIX_MIN_NQ = 16;
+const SUBGROUP_MATRIX_MIN_NK = 64;
 
 interface SubgroupMatrixConfig {
   componentType: string;
@@ -137,11 +138,12 @@ export async function createFlashAttention(device: GPUDevice, options: FlashAtte
     const reason = subgroupMatrixUnavailableReason(device, options);
     if (reason) throw new AttentionConfigError(`The subgroup-matrix attention kernel cannot run here: ${reason}. Use path 'portable'.`);
   }
-  const key = `flashAttention/${path}/${dtype}/d${headDim}`;
-  const pipeline = await cachedPipeline(device, key, () =>
-    buildComputePipeline(device, key, path === 'portable' ? portableSource(dtype, headDim as AttentionHeadDim) : SUBGROUP_MATRIX_SOURCE),
-  );
-  return new FlashAttentionKernel(device, pipeline, path, heads, headDim, dtype);
+  const portableKey = `flashAttention/portable/${dtype}/d${headDim}`;
+  const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableSource(dtype, headDim as AttentionHeadDim)));
+  if (path === 'portable') return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype);
+  const fastKey = `flashAttention/subgroup-matrix/${dtype}/d${headDim}`;
+  const [fast, small] = await Promise.all([cachedPipeline(device, fastKey, () => buildComputePipeline(device, fastKey, SUBGROUP_MATRIX_SOURCE)), portable()]);
+  return new FlashAttentionKernel(device, fast, small, path, heads, headDim, dtype);
 }
 
 class FlashAttentionKernel implements FlashAttention {
@@ -151,6 +153,8 @@ class FlashAttentionKernel implements FlashAttention {
   constructor(
     private readonly device: GPUDevice,
     private readonly pipeline: GPUComputePipeline,
+    /** For the subgroup-matrix path: the portable pipeline that takes problems below its minimum size. */
+    private readonly smallPipeline: GPUComputePipeline | null,
     readonly path: AttentionPath,
     readonly heads: number,
     readonly headDim: number,
@@ -178,9 +182,11 @@ class FlashAttentionKernel implements FlashAttention {
       }
       return { buffer, size };
     };
+    const tooSmall = nq < SUBGROUP_MATRIX_MIN_NQ || nk < SUBGROUP_MATRIX_MIN_NK;
+    const pipeline = this.smallPipeline && tooSmall ? this.smallPipeline : this.pipeline;
     const bindGroup = this.device.createBindGroup({
       label: `flashAttention ${nq}×${nk}`,
-      layout: this.pipeline.getBindGroupLayout(0),
+      layout: pipeline.getBindGroupLayout(0),
       entries: [
         { binding: 0, resource: { buffer: this.paramsBuffer(nq, nk) } },
         { binding: 1, resource: binding('q', io.q, nq) },
@@ -191,7 +197,7 @@ class FlashAttentionKernel implements FlashAttention {
     });
     const ownPass = !isComputePass(target);
     const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'flashAttention' });
-    pass.setPipeline(this.pipeline);
+    pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(workgroups, this.heads);
     if (ownPass) pass.end();
@@ -371,19 +377,30 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 
 // Subgroup-matrix kernel (f16 in and out, head size 128, subgroups of 32). One workgroup = 64 queries of one head,
 // 4 subgroups × 16 query rows. Q stays in eight 16×16 left matrices and O in eight 16×16 f32 result matrices per
-// subgroup (separate variables: arrays of subgroup matrices crash Dawn). Per tile of 32 keys:
-//   1. K and V tiles are copied into workgroup memory (zero rows past nk) and shared by the 4 subgroups.
-//   2. S = Q·Kᵀ: two 16×16 result tiles per subgroup, Kᵀ read from K as a column-major right matrix; stored to
-//      `scores` (this subgroup's 16 × 32 slice).
-//   3. Softmax, invocations 0–15 of each subgroup, one query row each: the reference maximum moves only when the
-//      row's maximum exceeds it by more than RESCALE_AT (base 2); P = 2^(s − max) is written as f16 to `probs`.
-//      When a reference maximum moved (after the first tile), the whole workgroup rescales O through `scores`.
-//   4. O += P·V: P as two left tiles, V as row-major right tiles.
-// Workgroup memory: 16 KiB K/V (first holding the Q block) + 8 KiB scores + 4 KiB probabilities ≈ 28.5 KiB.
+// subgroup (separate variables: arrays of subgroup matrices crash Dawn). Per tile of 64 keys:
+//   1. The K tile is copied to workgroup memory with subgroup-matrix loads and stores (each subgroup copies 16 keys;
+//      a 16×16 load from a storage buffer costs several times one from workgroup memory, and scalar f16 copies are
+//      slower still); the loads are issued one step early (K of the next tile during the softmax and P·V, V during
+//      S) to hide their latency. S = Q·Kᵀ: four 16×16 tiles per subgroup, Kᵀ read as column-major right matrices,
+//      scaled to base 2 and stored to this subgroup's 16 × 64 slice of scores.
+//   2. The V tile is stored into the same workgroup buffer, then the softmax runs: two invocations per
+//      query row (even/odd keys, combined with subgroupShuffleXor). P = 2^(s − reference) against the row's
+//      reference maximum; only when the row maximum exceeds the reference by more than RESCALE_AT (base 2) does the
+//      reference move and the row's P get recomputed; O is then rescaled (whole workgroup, through the scores
+//      slice), which after the first tiles almost never happens. P is stored as f16 (≤ 2^8) to probs.
+//   3. O += P·V: P as four left tiles, V as row-major right tiles from workgroup memory.
+// A 16×16 load must lie wholly inside its buffer, so the last row block and the last key tile are shifted back to
+// end at nq and nk: the rows they recompute are written by their owner only, and keys already seen are masked.
+// Hence nq ≥ 16 and nk ≥ BK here; the dispatcher sends smaller problems to the portable kernel.
+// Workgroup memory: 17 KiB K/V tile + 17 KiB scores + 9 KiB probabilities + 0.5 KiB row factors. Every workgroup
+// variable is a multiple of 16 bytes: measured on an H200 (Vulkan, driver 580), one 4-byte u32 among them shifted
+// the subgroup-matrix accesses of the other arrays (misaligned base), giving wrong results.
 const SUBGROUP_MATRIX_SOURCE = /* wgsl */ `
 enable f16;
+enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium.subgroup_matrix_uniformity);
+diagnostic(off, subgroup_uniformity);
 
 alias Left = subgroup_matrix_left<f16, 16, 16>;
 alias Right = subgroup_matrix_right<f16, 16, 16>;
@@ -391,54 +408,53 @@ alias Acc = subgroup_matrix_result<f32, 16, 16>;
 
 const D: u32 = 128u;
 const BQ: u32 = 64u;
-const BK: u32 = 32u;
-const THREADS: u32 = 128u;
-const COLS4: u32 = D / 4u;
-const V_TILE: u32 = BK * D;       // offset of the V tile in kv
+const BK: u32 = 64u;
 const NEG_BIG: f32 = -1.0e30;
 const RESCALE_AT: f32 = 8.0;      // probabilities may reach 2^8 before O is rescaled
+// Row strides of the workgroup tiles, padded off multiples of 128 bytes so that the rows of a 16×16 access and the
+// softmax's 16 rows fall in different memory banks (kept multiples of 16 bytes for the matrix loads).
+const KV_STRIDE: u32 = 136u;      // f16
+const S_STRIDE: u32 = 68u;        // f32
+const P_STRIDE: u32 = 72u;        // f16
 
 struct Params { nq: u32, nk: u32, heads: u32, scaleLog2: f32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> k: array<vec4<f16>>;
-@group(0) @binding(3) var<storage, read> v: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> q: array<f16>;
+@group(0) @binding(2) var<storage, read> k: array<f16>;
+@group(0) @binding(3) var<storage, read> v: array<f16>;
 @group(0) @binding(4) var<storage, read_write> o: array<f16>;
 
-var<workgroup> kv: array<f16, 8192>;       // [BK][D] K tile, then [BK][D] V tile; at the start the [BQ][D] Q block
-var<workgroup> scores: array<f32, 2048>;   // per subgroup [16][BK] scores; also the 16×16 scratch for O
-var<workgroup> probs: array<f16, 2048>;    // per subgroup [16][BK] probabilities
+var<workgroup> kvTile: array<f16, 8704>;   // [BK][KV_STRIDE]: the K tile, then the V tile
+var<workgroup> scores: array<f32, 4352>;   // per subgroup [16][S_STRIDE] scores; also the 16×16 scratch for O
+var<workgroup> probs: array<f16, 4608>;    // per subgroup [16][P_STRIDE] probabilities
 var<workgroup> rowAlpha: array<f32, 64>;
 var<workgroup> rowSum: array<f32, 64>;
-var<workgroup> rescaleFlag: u32;
+var<workgroup> rescaleFlag: array<u32, 4>; // [tile % 2]: does O need rescaling; 16 bytes, see above
 
-// O rows of this subgroup times their rowAlpha, through the scratch (all subgroups call it together).
-fn rescaled(acc: Acc, sg: u32, lane: u32) -> Acc {
-  let base = sg * 16u * BK;
-  subgroupMatrixStore<row_major>(&scores, base, acc, BK);
+// The helpers below work on one 16×16 block of O that the subgroup has just stored to its slice of scores.
+// All subgroups call them together (they hold barriers).
+
+// Multiplies the stored block's rows by their rowAlpha.
+fn scaleStoredRows(sg: u32, lane: u32) {
   workgroupBarrier();
   for (var e = 0u; e < 8u; e++) {
     let i = lane + e * 32u;
-    scores[base + (i / 16u) * BK + i % 16u] *= rowAlpha[sg * 16u + i / 16u];
+    scores[sg * 16u * S_STRIDE + (i / 16u) * S_STRIDE + i % 16u] *= rowAlpha[sg * 16u + i / 16u];
   }
   workgroupBarrier();
-  let result = subgroupMatrixLoad<Acc, row_major>(&scores, base, BK);
-  workgroupBarrier();
-  return result;
 }
 
-// Writes columns col0..col0+15 of this subgroup's O rows, divided by the softmax sums (all subgroups call it together).
-fn writeOut(acc: Acc, col0: u32, sg: u32, lane: u32, q0: u32, headIndex: u32) {
-  let base = sg * 16u * BK;
-  subgroupMatrixStore<row_major>(&scores, base, acc, BK);
+// Writes the stored block as output columns col0..col0+15 of rows rowStart.., divided by the softmax sums;
+// rows below ownFrom belong to another subgroup (see the shift above) and are left to it.
+fn writeStoredBlock(col0: u32, sg: u32, lane: u32, rowStart: u32, ownFrom: u32, headIndex: u32) {
   workgroupBarrier();
   for (var e = 0u; e < 8u; e++) {
     let i = lane + e * 32u;
     let r = i / 16u;
-    let row = q0 + sg * 16u + r;
-    if (row < params.nq) {
-      o[(row * params.heads + headIndex) * D + col0 + i % 16u] = f16(scores[base + r * BK + i % 16u] / rowSum[sg * 16u + r]);
+    let row = rowStart + r;
+    if (row >= ownFrom) {
+      o[(row * params.heads + headIndex) * D + col0 + i % 16u] = f16(scores[sg * 16u * S_STRIDE + r * S_STRIDE + i % 16u] / rowSum[sg * 16u + r]);
     }
   }
   workgroupBarrier();
@@ -448,30 +464,22 @@ fn writeOut(acc: Acc, col0: u32, sg: u32, lane: u32, q0: u32, headIndex: u32) {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let sg = t / 32u;
   let lane = t % 32u;
-  let q0 = wg.x * BQ;
-  let head = wg.y * COLS4;
-  let tokenStride = params.heads * COLS4;
   let nq = params.nq;
   let nk = params.nk;
+  let tokenStride = params.heads * D;
+  let headOffset = wg.y * D;
+  let ownFrom = wg.x * BQ + sg * 16u;        // first query row this subgroup owns
+  let rowStart = min(ownFrom, nq - 16u);     // first row it computes (shifted back at the end)
 
-  for (var rep = 0u; rep < BQ * COLS4 / THREADS; rep++) {
-    let i = t + rep * THREADS;
-    let r = i / COLS4;
-    let c = i % COLS4;
-    var x = vec4<f16>(0.0h);
-    if (q0 + r < nq) { x = q[(q0 + r) * tokenStride + head + c]; }
-    for (var e = 0u; e < 4u; e++) { kv[r * D + c * 4u + e] = x[e]; }
-  }
-  workgroupBarrier();
-  let qBase = sg * 16u * D;
-  let q0m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 0u, D);
-  let q1m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 16u, D);
-  let q2m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 32u, D);
-  let q3m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 48u, D);
-  let q4m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 64u, D);
-  let q5m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 80u, D);
-  let q6m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 96u, D);
-  let q7m = subgroupMatrixLoad<Left, row_major>(&kv, qBase + 112u, D);
+  let qBase = rowStart * tokenStride + headOffset;
+  let q0m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 0u, tokenStride);
+  let q1m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 16u, tokenStride);
+  let q2m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 32u, tokenStride);
+  let q3m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 48u, tokenStride);
+  let q4m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 64u, tokenStride);
+  let q5m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 80u, tokenStride);
+  let q6m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 96u, tokenStride);
+  let q7m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 112u, tokenStride);
   var o0 = Acc();
   var o1 = Acc();
   var o2 = Acc();
@@ -480,106 +488,175 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   var o5 = Acc();
   var o6 = Acc();
   var o7 = Acc();
-
-  let sBase = sg * 16u * BK;
-  let myRow = sg * 16u + lane;     // the query row invocations 0–15 of a subgroup own
+  let sBase = sg * 16u * S_STRIDE;
+  let pBase = sg * 16u * P_STRIDE;
+  let rowInGroup = lane / 2u;                // softmax: two invocations per row,
+  let parity = lane % 2u;                    // even and odd keys
+  let rowBase = sBase + rowInGroup * S_STRIDE;
+  let probRow = pBase + rowInGroup * P_STRIDE;
+  let stageTo = sg * 16u * KV_STRIDE;                // each subgroup copies keys 16·sg .. 16·sg + 15 of a tile
   var rowMax = NEG_BIG;
   var rowTotal = 0.0;
+  let firstFrom = sg * 16u * tokenStride + headOffset;
+  var kf0 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 0u, tokenStride);
+  var kf1 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 16u, tokenStride);
+  var kf2 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 32u, tokenStride);
+  var kf3 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 48u, tokenStride);
+  var kf4 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 64u, tokenStride);
+  var kf5 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 80u, tokenStride);
+  var kf6 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 96u, tokenStride);
+  var kf7 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 112u, tokenStride);
 
   let tiles = (nk + BK - 1u) / BK;
   for (var tile = 0u; tile < tiles; tile++) {
-    let k0 = tile * BK;
-    workgroupBarrier();
-    if (t == 0u) { rescaleFlag = 0u; }
-    for (var rep = 0u; rep < BK * COLS4 / THREADS; rep++) {
-      let i = t + rep * THREADS;
-      let key = k0 + i / COLS4;
-      var kx = vec4<f16>(0.0h);
-      var vx = vec4<f16>(0.0h);
-      if (key < nk) {
-        kx = k[key * tokenStride + head + i % COLS4];
-        vx = v[key * tokenStride + head + i % COLS4];
-      }
-      for (var e = 0u; e < 4u; e++) {
-        kv[i * 4u + e] = kx[e];
-        kv[V_TILE + i * 4u + e] = vx[e];
-      }
-    }
-    workgroupBarrier();
+    let fresh = tile * BK;                   // keys below this were taken by the previous tile
+    let kStart = min(fresh, nk - BK);
+    let stageFrom = (kStart + sg * 16u) * tokenStride + headOffset;
 
+    workgroupBarrier();                      // the previous tile's V reads are done
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 0u, kf0, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 16u, kf1, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 32u, kf2, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 48u, kf3, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 64u, kf4, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 80u, kf5, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 96u, kf6, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 112u, kf7, KV_STRIDE);
+    workgroupBarrier();
+    // This tile's V is fetched while S is computed, and stored once the K tile is no longer read.
+    let vf0 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 0u, tokenStride);
+    let vf1 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 16u, tokenStride);
+    let vf2 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 32u, tokenStride);
+    let vf3 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 48u, tokenStride);
+    let vf4 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 64u, tokenStride);
+    let vf5 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 80u, tokenStride);
+    let vf6 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 96u, tokenStride);
+    let vf7 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 112u, tokenStride);
     for (var j = 0u; j < BK / 16u; j++) {
-      let kb = j * 16u * D;
+      let kb = j * 16u * KV_STRIDE;
       var s = Acc();
-      s = subgroupMatrixMultiplyAccumulate(q0m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 0u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q1m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 16u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q2m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 32u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q3m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 48u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q4m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 64u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q5m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 80u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q6m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 96u, D), s);
-      s = subgroupMatrixMultiplyAccumulate(q7m, subgroupMatrixLoad<Right, col_major>(&kv, kb + 112u, D), s);
-      subgroupMatrixStore<row_major>(&scores, sBase + j * 16u, s, BK);
+      s = subgroupMatrixMultiplyAccumulate(q0m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 0u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q1m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 16u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q2m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 32u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q3m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 48u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q4m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 64u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q5m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 80u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q6m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 96u, KV_STRIDE), s);
+      s = subgroupMatrixMultiplyAccumulate(q7m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 112u, KV_STRIDE), s);
+      subgroupMatrixStore<row_major>(&scores, sBase + j * 16u, subgroupMatrixScalarMultiply(s, params.scaleLog2), S_STRIDE);
     }
     workgroupBarrier();
+    // Every invocation has read the previous tile's flag by now: clear it for the next tile.
+    if (t == 0u) { rescaleFlag[(tile + 1u) % 2u] = 0u; }
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 0u, vf0, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 16u, vf1, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 32u, vf2, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 48u, vf3, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 64u, vf4, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 80u, vf5, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 96u, vf6, KV_STRIDE);
+    subgroupMatrixStore<row_major>(&kvTile, stageTo + 112u, vf7, KV_STRIDE);
+    // The next tile's K is fetched while the softmax and P·V run (the last tile fetches itself again, harmlessly).
+    let nextFrom = (min(fresh + BK, nk - BK) + sg * 16u) * tokenStride + headOffset;
+    kf0 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 0u, tokenStride);
+    kf1 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 16u, tokenStride);
+    kf2 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 32u, tokenStride);
+    kf3 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 48u, tokenStride);
+    kf4 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 64u, tokenStride);
+    kf5 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 80u, tokenStride);
+    kf6 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 96u, tokenStride);
+    kf7 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 112u, tokenStride);
 
-    if (lane < 16u) {
-      let valid = min(BK, nk - k0);
-      let rowBase = sBase + lane * BK;
-      var m = NEG_BIG;
-      for (var j = 0u; j < valid; j++) { m = max(m, scores[rowBase + j] * params.scaleLog2); }
-      var alpha = 1.0;
-      if (m > rowMax + RESCALE_AT) {
-        alpha = exp2(rowMax - m);
-        rowMax = m;
-        if (tile > 0u) { rescaleFlag = 1u; }
+    var m = NEG_BIG;
+    var sum = 0.0;
+    for (var i = 0u; i < BK / 2u; i++) {
+      let j = 2u * i + parity;
+      var p = 0.0h;
+      if (kStart + j >= fresh) {
+        let x = scores[rowBase + j];
+        m = max(m, x);
+        p = f16(exp2(min(x - rowMax, 15.0)));  // capped: a row that overshoots is recomputed below
       }
-      var sum = 0.0;
-      for (var j = 0u; j < BK; j++) {
+      probs[probRow + j] = p;
+      sum += f32(p);
+    }
+    m = max(m, subgroupShuffleXor(m, 1u));
+    var alpha = 1.0;
+    if (m > rowMax + RESCALE_AT) {
+      // The reference moves: recompute this tile's P against it (overflowed values included).
+      alpha = exp2(rowMax - m);
+      rowMax = m;
+      if (tile > 0u) { rescaleFlag[tile % 2u] = 1u; }
+      sum = 0.0;
+      for (var i = 0u; i < BK / 2u; i++) {
+        let j = 2u * i + parity;
         var p = 0.0h;
-        if (j < valid) { p = f16(exp2(scores[rowBase + j] * params.scaleLog2 - rowMax)); }
-        probs[rowBase + j] = p;
+        if (kStart + j >= fresh) { p = f16(exp2(scores[rowBase + j] - rowMax)); }
+        probs[probRow + j] = p;
         sum += f32(p);
       }
-      rowTotal = rowTotal * alpha + sum;
-      rowAlpha[myRow] = alpha;
     }
-    if (workgroupUniformLoad(&rescaleFlag) != 0u) {
-      o0 = rescaled(o0, sg, lane);
-      o1 = rescaled(o1, sg, lane);
-      o2 = rescaled(o2, sg, lane);
-      o3 = rescaled(o3, sg, lane);
-      o4 = rescaled(o4, sg, lane);
-      o5 = rescaled(o5, sg, lane);
-      o6 = rescaled(o6, sg, lane);
-      o7 = rescaled(o7, sg, lane);
+    sum += subgroupShuffleXor(sum, 1u);
+    rowTotal = rowTotal * alpha + sum;
+    if (parity == 0u) { rowAlpha[sg * 16u + rowInGroup] = alpha; }
+
+    if (workgroupUniformLoad(&rescaleFlag[tile % 2u]) != 0u) {
+      subgroupMatrixStore<row_major>(&scores, sBase, o0, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o0 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o1, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o1 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o2, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o2 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o3, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o3 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o4, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o4 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o5, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o5 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o6, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o6 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      subgroupMatrixStore<row_major>(&scores, sBase, o7, S_STRIDE);
+      scaleStoredRows(sg, lane);
+      o7 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
     }
 
     for (var j = 0u; j < BK / 16u; j++) {
-      let p = subgroupMatrixLoad<Left, row_major>(&probs, sBase + j * 16u, BK);
-      let vb = V_TILE + j * 16u * D;
-      o0 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 0u, D), o0);
-      o1 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 16u, D), o1);
-      o2 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 32u, D), o2);
-      o3 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 48u, D), o3);
-      o4 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 64u, D), o4);
-      o5 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 80u, D), o5);
-      o6 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 96u, D), o6);
-      o7 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kv, vb + 112u, D), o7);
+      let p = subgroupMatrixLoad<Left, row_major>(&probs, pBase + j * 16u, P_STRIDE);
+      let vb = j * 16u * KV_STRIDE;
+      o0 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 0u, KV_STRIDE), o0);
+      o1 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 16u, KV_STRIDE), o1);
+      o2 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 32u, KV_STRIDE), o2);
+      o3 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 48u, KV_STRIDE), o3);
+      o4 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 64u, KV_STRIDE), o4);
+      o5 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 80u, KV_STRIDE), o5);
+      o6 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 96u, KV_STRIDE), o6);
+      o7 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 112u, KV_STRIDE), o7);
     }
   }
 
-  if (lane < 16u) { rowSum[myRow] = rowTotal; }
-  workgroupBarrier();
-  writeOut(o0, 0u, sg, lane, q0, wg.y);
-  writeOut(o1, 16u, sg, lane, q0, wg.y);
-  writeOut(o2, 32u, sg, lane, q0, wg.y);
-  writeOut(o3, 48u, sg, lane, q0, wg.y);
-  writeOut(o4, 64u, sg, lane, q0, wg.y);
-  writeOut(o5, 80u, sg, lane, q0, wg.y);
-  writeOut(o6, 96u, sg, lane, q0, wg.y);
-  writeOut(o7, 112u, sg, lane, q0, wg.y);
+  if (parity == 0u) { rowSum[sg * 16u + rowInGroup] = rowTotal; }
+  subgroupMatrixStore<row_major>(&scores, sBase, o0, S_STRIDE);
+  writeStoredBlock(0u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o1, S_STRIDE);
+  writeStoredBlock(16u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o2, S_STRIDE);
+  writeStoredBlock(32u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o3, S_STRIDE);
+  writeStoredBlock(48u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o4, S_STRIDE);
+  writeStoredBlock(64u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o5, S_STRIDE);
+  writeStoredBlock(80u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o6, S_STRIDE);
+  writeStoredBlock(96u, sg, lane, rowStart, ownFrom, wg.y);
+  subgroupMatrixStore<row_major>(&scores, sBase, o7, S_STRIDE);
+  writeStoredBlock(112u, sg, lane, rowStart, ownFrom, wg.y);
 }
 `;
-
-/** The subgroup-matrix source, exported for inspection and tests. */
-export const subgroupMatrixSource = (): string => SUBGROUP_MATRIX_SOURCE;

@@ -63,6 +63,8 @@ interface Case {
   headDim: number;
   /** Spread of the inputs: scores reach about ±amplitude²·√d. */
   amplitude: number;
+  /** Key j is scaled by 1 + keyRamp·j/nk, so later keys score higher and the running maximum must move. */
+  keyRamp?: number;
 }
 
 const PORTABLE_CASES: Case[] = [
@@ -73,6 +75,7 @@ const PORTABLE_CASES: Case[] = [
   { nq: 70, nk: 33, heads: 2, headDim: 128, amplitude: 1 },
   { nq: 100, nk: 100, heads: 2, headDim: 128, amplitude: 0.7 },
   { nq: 5, nk: 97, heads: 3, headDim: 64, amplitude: 1 },
+  { nq: 40, nk: 150, heads: 2, headDim: 32, amplitude: 2, keyRamp: 4 },
 ];
 
 /** Uploads data (converted to dtype), runs the kernel, reads the output back as f32. */
@@ -105,6 +108,8 @@ async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: '
 function inputsFor(c: Case, seed: number) {
   const q = randomValues(c.nq * c.heads * c.headDim, seed, c.amplitude);
   const k = randomValues(c.nk * c.heads * c.headDim, seed + 1, c.amplitude);
+  const perKey = c.heads * c.headDim;
+  if (c.keyRamp) for (let i = 0; i < k.length; i++) k[i] *= 1 + (c.keyRamp * Math.floor(i / perKey)) / c.nk;
   const v = randomValues(c.nk * c.heads * c.headDim, seed + 2, 1);
   return { q, k, v };
 }
@@ -123,7 +128,7 @@ describe('flash attention, portable kernel, f32', () => {
   afterAll(() => console.log(`portable f32 against float64 reference:\n${measured.join('\n')}`));
 
   for (const [index, c] of PORTABLE_CASES.entries()) {
-    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}: relative error ≤ 1e-5`, async () => {
+    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}${c.keyRamp ? ' rising keys' : ''}: relative error ≤ 1e-5`, async () => {
       const { q, k, v } = inputsFor(c, 1000 + 17 * index);
       const got = await runOnGpu(ctx, c, 'f32', 'portable', q, k, v);
       const want = referenceAttention(q, k, v, c.nk, c.heads, c.headDim, allRows(c.nq));
@@ -152,9 +157,11 @@ describe('flash attention, subgroup-matrix kernel (needs chromium-experimental-s
     { nq: 64, nk: 32, heads: 1, headDim: 128, amplitude: 1 },
     { nq: 100, nk: 77, heads: 3, headDim: 128, amplitude: 1 },
     { nq: 300, nk: 517, heads: 2, headDim: 128, amplitude: 2 },
+    { nq: 130, nk: 300, heads: 2, headDim: 128, amplitude: 2, keyRamp: 4 },
+    { nq: 10, nk: 40, heads: 2, headDim: 128, amplitude: 1 },
   ];
   for (const [index, c] of cases.entries()) {
-    it.skipIf(subgroupMatrixMissing !== null)(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=128 f16 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(subgroupMatrixMissing)}`, async () => {
+    it.skipIf(subgroupMatrixMissing !== null)(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=128${c.keyRamp ? ' rising keys' : ''} f16 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(subgroupMatrixMissing)}`, async () => {
       const { q, k, v } = inputsFor(c, 5000 + 31 * index);
       const got = await runOnGpu(ctx, c, 'f16', 'subgroup-matrix', q, k, v);
       const want = referenceAttention(roundTripF16(q), roundTripF16(k), roundTripF16(v), c.nk, c.heads, c.headDim, allRows(c.nq));
