@@ -131,6 +131,11 @@ export interface DiTGraphOptions {
    * they are small, and the head and the timestep path are fp32 by design.
    */
   quantized?: boolean;
+  /**
+   * 'inline' (default): attention is an ONNX MatMul/Softmax inside each block graph. 'external': the blocks are
+   * also built split around their attention, which the runner computes with the flash-attention kernel.
+   */
+  attention?: 'inline' | 'external';
 }
 
 /** Graph input and output names the runner feeds and reads. */
@@ -155,6 +160,14 @@ export const DIT_IO = {
   grid: 'grid',
   velocity: 'velocity',
   modulated: 'modulated',
+  q: 'q',
+  k: 'k',
+  v: 'v',
+  attention: 'attention',
+  mlp: 'mlp',
+  mod: 'mod',
+  modX: 'mod_x',
+  modC: 'mod_c',
 } as const;
 
 export const DUAL_BLOCK = 'transformer_blocks.{i}';
@@ -187,14 +200,20 @@ function plainLayerNorm(g: Graph, x: string, dim: number): string {
   return g.op('LayerNormalization', [x, ones, zeros], { axis: -1, epsilon: DIT_NORM_EPS, stash_type: 1 });
 }
 
-/**
- * chunk(Linear(SiLU(temb)), n): n float32 tensors [1, 1, D] that broadcast over tokens (the AdaLN modulation
- * parameters, in the reference's chunk order).
- */
-function modulation(g: Graph, temb: string, prefix: string, chunks: number, dim: number, quantized: boolean): string[] {
+/** Linear(SiLU(temb)) as float32 [1, n, D]: the AdaLN modulation parameters, in the reference's chunk order. */
+function modulationParams(g: Graph, temb: string, prefix: string, chunks: number, dim: number, quantized: boolean): string {
   const y = toFloat32(g, blockLinear(g, toActivation(g, silu(g, temb)), prefix, dim, chunks * dim, quantized));
-  const r = g.op('Reshape', [y, g.ints([1, chunks, dim])]);
-  return g.opN('Split', [r, g.ints(new Array<number>(chunks).fill(1))], chunks, { axis: 1 });
+  return g.op('Reshape', [y, g.ints([1, chunks, dim])]);
+}
+
+/** The n chunks [1, 1, D] of modulation parameters [1, n, D]; they broadcast over tokens. */
+function splitModulation(g: Graph, params: string, chunks: number): string[] {
+  return g.opN('Split', [params, g.ints(new Array<number>(chunks).fill(1))], chunks, { axis: 1 });
+}
+
+/** chunk(Linear(SiLU(temb)), n): n float32 tensors [1, 1, D]. */
+function modulation(g: Graph, temb: string, prefix: string, chunks: number, dim: number, quantized: boolean): string[] {
+  return splitModulation(g, modulationParams(g, temb, prefix, chunks, dim, quantized), chunks);
 }
 
 /** LN(x)·(1 + scale) + shift in float32 (AdaLayerNormZero / AdaLayerNormContinuous). */
@@ -345,13 +364,25 @@ export function buildDiTEmbed(c: DiTConfig, graphOptions: DiTGraphOptions = {}):
 }
 
 // ───────────────────────────── blocks ─────────────────────────────
+//
+// Each block is written as two fragments around its attention: `pre` (modulation, q/k/v with their RMSNorm and
+// RoPE, in token-major [1, N, H·d] layout — what a Linear produces and what our WGSL kernel reads) and `post`
+// (output projections, gated residuals, feed-forward). With `attention: 'inline'` both fragments and an ONNX
+// attention make one graph (the wasm EP, parity tests); with 'external' they are two graphs and the attention
+// between them is our flash-attention kernel (src/kernels/flashAttention.ts) on the WebGPU EP, which never
+// materialises the N×N scores (24 × 18.5k² floats at the 640 buckets would not fit any GPU binding).
 
 function blockInputs(g: Graph, c: DiTConfig) {
   const d = hiddenSize(c);
   return {
     x: g.input(DIT_IO.imageTokens, 'float32', [1, 'N_img', d]),
     ctx: g.input(DIT_IO.contextTokens, 'float32', [1, 'N_ctx', d]),
-    temb: g.input(DIT_IO.temb, 'float32', [1, d]),
+  };
+}
+
+function ropeInputs(g: Graph, c: DiTConfig) {
+  return {
+    temb: g.input(DIT_IO.temb, 'float32', [1, hiddenSize(c)]),
     cos: g.input(DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]),
     sin: g.input(DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]),
   };
@@ -362,6 +393,108 @@ function blockOutputs(g: Graph, c: DiTConfig, x: string, ctx: string): void {
   g.output(ctx, DIT_IO.contextTokensOut, 'float32', [1, 'N_ctx', hiddenSize(c)]);
 }
 
+/** to_x(n) in token-major heads [1, N, H, d], RMS-normed per head with the learned weight `norm`. */
+function tokenHeads(g: Graph, c: DiTConfig, n: string, proj: string, norm: string | null, quantized: boolean): string {
+  const d = hiddenSize(c);
+  const h = g.op('Reshape', [blockLinear(g, n, proj, d, d, quantized), g.ints([1, -1, c.heads, c.headDim])]);
+  return norm ? rmsNorm(g, h, DIT_NORM_EPS, { tensor: norm, dim: c.headDim }) : h;
+}
+
+/** [1, N, H, d] → [1, N, H·d] */
+function flatHeads(g: Graph, c: DiTConfig, x: string): string {
+  return g.op('Reshape', [x, g.ints([1, -1, c.heads * c.headDim])]);
+}
+
+/** The RoPE tables [N_img, d] as [N_img, 1, d], to broadcast over the heads of token-major [1, N, H, d]. */
+function perHeadTables(g: Graph, cos: string, sin: string): [string, string] {
+  const shape = g.ints([0, 1, -1]);
+  return [g.op('Reshape', [cos, shape]), g.op('Reshape', [sin, shape])];
+}
+
+interface DualPre { q: string; k: string; v: string; modX: string; modC: string }
+
+/** Dual block up to its attention (§5.7): joint q, k, v [1, N_img + N_ctx, H·d] and the two modulations [1, 6, D]. */
+function dualPre(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, cos: string, sin: string, quantized: boolean): DualPre {
+  const d = hiddenSize(c);
+  const p = DUAL_BLOCK;
+  const modX = modulationParams(g, temb, `${p}.norm1.linear`, 6, d, quantized);
+  const modC = modulationParams(g, temb, `${p}.norm1_context.linear`, 6, d, quantized);
+  const [shift1, scale1] = splitModulation(g, modX, 6);
+  const [cShift1, cScale1] = splitModulation(g, modC, 6);
+  const xn = toActivation(g, modulate(g, x, d, scale1, shift1));
+  const cn = toActivation(g, modulate(g, ctx, d, cScale1, cShift1));
+  // Image heads get RoPE, the context heads (SigLIP and text) do not; one joint attention over both.
+  const [c3, s3] = perHeadTables(g, cos, sin);
+  const joint = (image: string, context: string) => flatHeads(g, c, g.op('Concat', [image, context], { axis: 1 }));
+  return {
+    q: joint(applyRope(g, tokenHeads(g, c, xn, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized), c3, s3), tokenHeads(g, c, cn, `${p}.attn.add_q_proj`, `${p}.attn.norm_added_q.weight`, quantized)),
+    k: joint(applyRope(g, tokenHeads(g, c, xn, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized), c3, s3), tokenHeads(g, c, cn, `${p}.attn.add_k_proj`, `${p}.attn.norm_added_k.weight`, quantized)),
+    v: joint(tokenHeads(g, c, xn, `${p}.attn.to_v`, null, quantized), tokenHeads(g, c, cn, `${p}.attn.add_v_proj`, null, quantized)),
+    modX,
+    modC,
+  };
+}
+
+/** Dual block after its attention: o [1, N_img + N_ctx, H·d] → the updated streams. */
+function dualPost(g: Graph, c: DiTConfig, x: string, ctx: string, o: string, modX: string, modC: string, quantized: boolean): [string, string] {
+  const d = hiddenSize(c);
+  const p = DUAL_BLOCK;
+  const [, , gate1, shift2, scale2, gate2] = splitModulation(g, modX, 6);
+  const [, , cGate1, cShift2, cScale2, cGate2] = splitModulation(g, modC, 6);
+  const [oImage, oContext] = g.opN('Split', [o, tokenCounts(g, x, ctx)], 2, { axis: 1 });
+  const x1 = gatedResidual(g, x, blockLinear(g, oImage, `${p}.attn.to_out.0`, d, d, quantized), gate1);
+  const c1 = gatedResidual(g, ctx, blockLinear(g, oContext, `${p}.attn.to_add_out`, d, d, quantized), cGate1);
+  const x2 = gatedResidual(g, x1, feedForward(g, c, toActivation(g, modulate(g, x1, d, scale2, shift2)), `${p}.ff`, quantized), gate2);
+  const c2 = gatedResidual(g, c1, feedForward(g, c, toActivation(g, modulate(g, c1, d, cScale2, cShift2)), `${p}.ff_context`, quantized), cGate2);
+  return [x2, c2];
+}
+
+interface SinglePre { q: string; k: string; v: string; mlp: string; mod: string }
+
+/** Single block up to its attention (§5.8): q, k, v [1, N, H·d], the MLP branch [1, N, mlp] and the modulation [1, 3, D]. */
+function singlePre(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, cos: string, sin: string, quantized: boolean): SinglePre {
+  const d = hiddenSize(c);
+  const p = SINGLE_BLOCK;
+  const sizes = tokenCounts(g, x, ctx);
+  const s = g.op('Concat', [x, ctx], { axis: 1 });
+  const mod = modulationParams(g, temb, `${p}.norm.linear`, 3, d, quantized);
+  const [shift, scale] = splitModulation(g, mod, 3);
+  const n = toActivation(g, modulate(g, s, d, scale, shift));
+  const mlp = geluTanh(g, blockLinear(g, n, `${p}.proj_mlp`, d, mlpWidth(c), quantized));
+  // RoPE on the image part of q and k only.
+  const [c3, s3] = perHeadTables(g, cos, sin);
+  const ropeImagePart = (heads: string) => {
+    const [image, context] = g.opN('Split', [heads, sizes], 2, { axis: 1 });
+    return flatHeads(g, c, g.op('Concat', [applyRope(g, image, c3, s3), context], { axis: 1 }));
+  };
+  return {
+    q: ropeImagePart(tokenHeads(g, c, n, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized)),
+    k: ropeImagePart(tokenHeads(g, c, n, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized)),
+    v: flatHeads(g, c, tokenHeads(g, c, n, `${p}.attn.to_v`, null, quantized)),
+    mlp,
+    mod,
+  };
+}
+
+/** Single block after its attention: s + gate·proj_out([o ; mlp]), split back into the two streams. */
+function singlePost(g: Graph, c: DiTConfig, x: string, ctx: string, o: string, mlp: string, mod: string, quantized: boolean): [string, string] {
+  const d = hiddenSize(c);
+  const sizes = tokenCounts(g, x, ctx);
+  const s = g.op('Concat', [x, ctx], { axis: 1 });
+  const [, , gate] = splitModulation(g, mod, 3);
+  const out = blockLinear(g, g.op('Concat', [o, mlp], { axis: 2 }), `${SINGLE_BLOCK}.proj_out`, d + mlpWidth(c), d, quantized);
+  const [x1, c1] = g.opN('Split', [gatedResidual(g, s, out, gate), sizes], 2, { axis: 1 });
+  return [x1, c1];
+}
+
+/** softmax(q·kᵀ/√d)·v inside the graph, for token-major [1, N, H·d] q, k, v (the inline variant). */
+function inlineAttention(g: Graph, c: DiTConfig, q: string, k: string, v: string): string {
+  const heads = (t: string) => splitHeads(g, t, c.heads, c.headDim);
+  return mergeHeads(g, attention(g, heads(q), heads(k), heads(v), c.headDim), c.heads, c.headDim);
+}
+
+const attnShape = (c: DiTConfig) => [1, 'N_tot', c.heads * c.headDim];
+
 /**
  * One dual-stream block (§5.7), weights `transformer_blocks.{i}.*` as inputs. Inputs: image_tokens [1, N_img, D],
  * context_tokens [1, N_ctx, D], temb [1, D], rope_cos/rope_sin [N_img, headDim]; outputs the updated streams.
@@ -369,29 +502,36 @@ function blockOutputs(g: Graph, c: DiTConfig, x: string, ctx: string): void {
 export function buildDiTDualBlock(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
   const { dtype, quantized } = options(graphOptions);
   const g = new Graph('dit_dual_block', dtype);
-  const d = hiddenSize(c);
-  const p = DUAL_BLOCK;
-  const { x, ctx, temb, cos, sin } = blockInputs(g, c);
-  const [shift1, scale1, gate1, shift2, scale2, gate2] = modulation(g, temb, `${p}.norm1.linear`, 6, d, quantized);
-  const [cShift1, cScale1, cGate1, cShift2, cScale2, cGate2] = modulation(g, temb, `${p}.norm1_context.linear`, 6, d, quantized);
-  const xn = toActivation(g, modulate(g, x, d, scale1, shift1));
-  const cn = toActivation(g, modulate(g, ctx, d, cScale1, cShift1));
+  const { x, ctx } = blockInputs(g, c);
+  const { temb, cos, sin } = ropeInputs(g, c);
+  const pre = dualPre(g, c, x, ctx, temb, cos, sin, quantized);
+  const [x2, c2] = dualPost(g, c, x, ctx, inlineAttention(g, c, pre.q, pre.k, pre.v), pre.modX, pre.modC, quantized);
+  blockOutputs(g, c, x2, c2);
+  return g.build();
+}
 
-  // Image heads get RoPE, the context heads (SigLIP and text) do not; one joint attention over both.
-  const q = applyRope(g, headsOf(g, c, xn, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized), cos, sin);
-  const k = applyRope(g, headsOf(g, c, xn, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized), cos, sin);
-  const v = headsOf(g, c, xn, `${p}.attn.to_v`, null, quantized);
-  const cq = headsOf(g, c, cn, `${p}.attn.add_q_proj`, `${p}.attn.norm_added_q.weight`, quantized);
-  const ck = headsOf(g, c, cn, `${p}.attn.add_k_proj`, `${p}.attn.norm_added_k.weight`, quantized);
-  const cv = headsOf(g, c, cn, `${p}.attn.add_v_proj`, null, quantized);
-  const joint = (a: string, b: string) => g.op('Concat', [a, b], { axis: 2 });
-  const o = mergeHeads(g, attention(g, joint(q, cq), joint(k, ck), joint(v, cv), c.headDim), c.heads, c.headDim);
-  const [oImage, oContext] = g.opN('Split', [o, tokenCounts(g, x, ctx)], 2, { axis: 1 });
+/** The dual block up to its attention: outputs q, k, v [1, N_tot, H·d] (activation dtype) and mod_x, mod_c [1, 6, D]. */
+export function buildDiTDualPre(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_dual_pre', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const { temb, cos, sin } = ropeInputs(g, c);
+  const pre = dualPre(g, c, x, ctx, temb, cos, sin, quantized);
+  for (const name of ['q', 'k', 'v'] as const) g.output(pre[name], DIT_IO[name], dtype, attnShape(c));
+  g.output(pre.modX, DIT_IO.modX, 'float32', [1, 6, hiddenSize(c)]);
+  g.output(pre.modC, DIT_IO.modC, 'float32', [1, 6, hiddenSize(c)]);
+  return g.build();
+}
 
-  const x1 = gatedResidual(g, x, blockLinear(g, oImage, `${p}.attn.to_out.0`, d, d, quantized), gate1);
-  const c1 = gatedResidual(g, ctx, blockLinear(g, oContext, `${p}.attn.to_add_out`, d, d, quantized), cGate1);
-  const x2 = gatedResidual(g, x1, feedForward(g, c, toActivation(g, modulate(g, x1, d, scale2, shift2)), `${p}.ff`, quantized), gate2);
-  const c2 = gatedResidual(g, c1, feedForward(g, c, toActivation(g, modulate(g, c1, d, cScale2, cShift2)), `${p}.ff_context`, quantized), cGate2);
+/** The dual block after its attention: inputs the streams, attention [1, N_tot, H·d], mod_x and mod_c. */
+export function buildDiTDualPost(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_dual_post', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const o = g.input(DIT_IO.attention, dtype, attnShape(c));
+  const modX = g.input(DIT_IO.modX, 'float32', [1, 6, hiddenSize(c)]);
+  const modC = g.input(DIT_IO.modC, 'float32', [1, 6, hiddenSize(c)]);
+  const [x2, c2] = dualPost(g, c, x, ctx, o, modX, modC, quantized);
   blockOutputs(g, c, x2, c2);
   return g.build();
 }
@@ -403,28 +543,36 @@ export function buildDiTDualBlock(c: DiTConfig, graphOptions: DiTGraphOptions = 
 export function buildDiTSingleBlock(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
   const { dtype, quantized } = options(graphOptions);
   const g = new Graph('dit_single_block', dtype);
-  const d = hiddenSize(c);
-  const m = mlpWidth(c);
-  const p = SINGLE_BLOCK;
-  const { x, ctx, temb, cos, sin } = blockInputs(g, c);
-  const sizes = tokenCounts(g, x, ctx);
-  const s = g.op('Concat', [x, ctx], { axis: 1 });
-  const [shift, scale, gate] = modulation(g, temb, `${p}.norm.linear`, 3, d, quantized);
-  const n = toActivation(g, modulate(g, s, d, scale, shift));
-  const mlp = geluTanh(g, blockLinear(g, n, `${p}.proj_mlp`, d, m, quantized));
+  const { x, ctx } = blockInputs(g, c);
+  const { temb, cos, sin } = ropeInputs(g, c);
+  const pre = singlePre(g, c, x, ctx, temb, cos, sin, quantized);
+  const [x1, c1] = singlePost(g, c, x, ctx, inlineAttention(g, c, pre.q, pre.k, pre.v), pre.mlp, pre.mod, quantized);
+  blockOutputs(g, c, x1, c1);
+  return g.build();
+}
 
-  // RoPE on the image part of q and k only.
-  const ropeImagePart = (heads: string) => {
-    const [image, context] = g.opN('Split', [heads, sizes], 2, { axis: 2 });
-    return g.op('Concat', [applyRope(g, image, cos, sin), context], { axis: 2 });
-  };
-  const q = ropeImagePart(headsOf(g, c, n, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized));
-  const k = ropeImagePart(headsOf(g, c, n, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized));
-  const v = headsOf(g, c, n, `${p}.attn.to_v`, null, quantized);
-  const o = mergeHeads(g, attention(g, q, k, v, c.headDim), c.heads, c.headDim);
-  const out = blockLinear(g, g.op('Concat', [o, mlp], { axis: 2 }), `${p}.proj_out`, d + m, d, quantized);
-  const s1 = gatedResidual(g, s, out, gate);
-  const [x1, c1] = g.opN('Split', [s1, sizes], 2, { axis: 1 });
+/** The single block up to its attention: outputs q, k, v [1, N_tot, H·d], mlp [1, N_tot, mlp] and mod [1, 3, D]. */
+export function buildDiTSinglePre(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_single_pre', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const { temb, cos, sin } = ropeInputs(g, c);
+  const pre = singlePre(g, c, x, ctx, temb, cos, sin, quantized);
+  for (const name of ['q', 'k', 'v'] as const) g.output(pre[name], DIT_IO[name], dtype, attnShape(c));
+  g.output(pre.mlp, DIT_IO.mlp, dtype, [1, 'N_tot', mlpWidth(c)]);
+  g.output(pre.mod, DIT_IO.mod, 'float32', [1, 3, hiddenSize(c)]);
+  return g.build();
+}
+
+/** The single block after its attention: inputs the streams, attention, mlp and mod. */
+export function buildDiTSinglePost(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const g = new Graph('dit_single_post', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const o = g.input(DIT_IO.attention, dtype, attnShape(c));
+  const mlp = g.input(DIT_IO.mlp, dtype, [1, 'N_tot', mlpWidth(c)]);
+  const mod = g.input(DIT_IO.mod, 'float32', [1, 3, hiddenSize(c)]);
+  const [x1, c1] = singlePost(g, c, x, ctx, o, mlp, mod, quantized);
   blockOutputs(g, c, x1, c1);
   return g.build();
 }
@@ -478,8 +626,11 @@ export function buildDiTHead(c: DiTConfig, graphOptions: DiTGraphOptions = {}): 
 
 export interface DiTGraphs {
   embed: BuiltGraph;
+  /** Whole blocks with their attention inside (attention 'inline'). */
   dual: BuiltGraph;
   single: BuiltGraph;
+  /** The blocks split around an external attention (attention 'external'); absent otherwise. */
+  split?: { dualPre: BuiltGraph; dualPost: BuiltGraph; singlePre: BuiltGraph; singlePost: BuiltGraph };
   head: BuiltGraph;
   /** Block 0's modulated input, for TeaCache. */
   modulation: BuiltGraph;
@@ -492,6 +643,16 @@ export function buildDiTGraphs(c: DiTConfig, graphOptions: DiTGraphOptions = {})
     single: buildDiTSingleBlock(c, graphOptions),
     head: buildDiTHead(c, graphOptions),
     modulation: buildDiTBlockModulation(c, graphOptions),
+    ...(graphOptions.attention === 'external'
+      ? {
+          split: {
+            dualPre: buildDiTDualPre(c, graphOptions),
+            dualPost: buildDiTDualPost(c, graphOptions),
+            singlePre: buildDiTSinglePre(c, graphOptions),
+            singlePost: buildDiTSinglePost(c, graphOptions),
+          },
+        }
+      : {}),
   };
 }
 

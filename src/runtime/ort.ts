@@ -20,6 +20,12 @@ export interface OrtSetup {
 }
 
 let configured = false;
+let shared: GPUDevice | null = null;
+
+/** The GPUDevice ORT's WebGPU EP runs on (set by setupOrt), for our kernels to share; null before or without one. */
+export function sharedDevice(): GPUDevice | null {
+  return shared;
+}
 
 /** Configures ORT once, before the first session. */
 export function setupOrt(setup: OrtSetup): void {
@@ -27,7 +33,10 @@ export function setupOrt(setup: OrtSetup): void {
   configured = true;
   ort.env.wasm.numThreads = setup.threads ?? 1;
   if (setup.wasmPaths) ort.env.wasm.wasmPaths = setup.wasmPaths;
-  if (setup.device) (ort.env.webgpu as unknown as { device: GPUDevice }).device = setup.device;
+  if (setup.device) {
+    (ort.env.webgpu as unknown as { device: GPUDevice }).device = setup.device;
+    shared = setup.device;
+  }
   ort.env.logLevel = 'error';
 }
 
@@ -44,7 +53,8 @@ let creating: Promise<unknown> = Promise.resolve();
 export async function createSession(graph: BuiltGraph, provider: ExecutionProvider, options: { outputsOnGpu?: boolean } = {}): Promise<GraphSession> {
   const make = async () => {
     const session = await ort.InferenceSession.create(graph.bytes, {
-      executionProviders: [provider],
+      // The native WebGPU EP takes its device per session; handing it ours lets our kernels share its buffers.
+      executionProviders: [provider === 'webgpu' && shared ? ({ name: 'webgpu', device: shared } as const) : provider],
       graphOptimizationLevel: 'all',
       ...(provider === 'webgpu' && options.outputsOnGpu ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
     });

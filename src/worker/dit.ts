@@ -13,7 +13,8 @@ import {
 } from '../models/dit.ts';
 import { numel, type Tensor } from '../pipeline/tensor.ts';
 import type { BuiltGraph } from '../models/graph.ts';
-import { cpuTensor, createSession, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
+import { cpuTensor, createSession, gpuTensor, sharedDevice, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
+import { createFlashAttention, type FlashAttention } from '../kernels/flashAttention.ts';
 import { WeightResidency, type HostBlock } from '../runtime/residency.ts';
 import { hostWeights } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
@@ -84,6 +85,10 @@ export interface DiTRunner {
   forward(inputs: DiTInputs, options?: DiTForwardOptions): Promise<Tensor>;
   /** The embedders alone (debugging and parity checks of the packed tokens). */
   embed(inputs: DiTInputs): Promise<DiTEmbedding>;
+  /** The attention kernel's path on WebGPU ('portable' or 'subgroup-matrix'), null when attention runs in ONNX. */
+  readonly attentionKernel: string | null;
+  /** Attention kernel dispatches so far (one per block per computed forward). */
+  readonly attentionDispatches: number;
   release(): Promise<void>;
 }
 
@@ -281,15 +286,26 @@ interface Streams {
  */
 export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOptions): Promise<DiTRunner> {
   const config = parseDiTConfig(checkpoint.config);
-  const graphs = buildDiTGraphs(config, { dtype: options.dtype ?? 'float32', quantized: options.quantized ?? false });
+  const dtype = options.dtype ?? 'float32';
+  // On WebGPU the attention between the block halves is our flash-attention kernel, on ORT's own device.
+  const device = options.provider === 'webgpu' ? sharedDevice() : null;
+  const graphs = buildDiTGraphs(config, { dtype, quantized: options.quantized ?? false, attention: device ? 'external' : 'inline' });
   // On WebGPU the streams between graphs stay on the GPU; only the velocity and TeaCache's inputs come back.
   const onGpu = { outputsOnGpu: options.provider === 'webgpu' };
+  const split = graphs.split;
   const sessions = {
     embed: await createSession(graphs.embed, options.provider, onGpu),
-    dual: await createSession(graphs.dual, options.provider, onGpu),
-    single: await createSession(graphs.single, options.provider, onGpu),
+    dual: split ? await createSession(split.dualPre, options.provider, onGpu) : await createSession(graphs.dual, options.provider, onGpu),
+    single: split ? await createSession(split.singlePre, options.provider, onGpu) : await createSession(graphs.single, options.provider, onGpu),
+    dualPost: split ? await createSession(split.dualPost, options.provider, onGpu) : null,
+    singlePost: split ? await createSession(split.singlePost, options.provider, onGpu) : null,
     head: await createSession(graphs.head, options.provider),
   };
+  const attention: FlashAttention | null = device
+    ? await createFlashAttention(device, { heads: config.heads, headDim: config.headDim, dtype: dtype === 'float16' ? 'f16' : 'f32' })
+    : null;
+  let attentionOut: GPUBuffer | null = null;
+  let dispatches = 0;
   let modulationSession: GraphSession | null = null;
   const residency = options.residency ?? new WeightResidency(null);
 
@@ -309,32 +325,67 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
   /** Block 0's modulated image tokens, fed block 0's own weights (the two graphs share input names). */
   const modulated = async (s: Streams): Promise<Float32Array> => {
     modulationSession ??= await createSession(graphs.modulation, options.provider);
-    const block0 = await weights(graphs.dual, 0);
+    const block0 = await weights(graphs.split?.dualPre ?? graphs.dual, 0);
     const feeds: Record<string, OrtTensor> = { [DIT_IO.imageTokens]: s.x, [DIT_IO.temb]: s.temb };
     for (const w of graphs.modulation.weights) feeds[w.input] = block0[w.input];
     const out = await modulationSession.run(feeds);
     return Float32Array.from((await tensorData(out[DIT_IO.modulated])) as Float32Array);
   };
 
+  /**
+   * One block with its attention outside the graphs: pre (q, k, v, …) → flash-attention kernel → post. The kernel's
+   * commands are submitted after ORT's (queue order), and its output buffer is reused from block to block.
+   */
+  const splitBlock = async (pre: GraphSession, post: GraphSession, block: number, streams: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>> => {
+    const preGraph = pre.graph;
+    const postGraph = post.graph;
+    const a = await pre.run({ ...(await weights(preGraph, block)), ...streams });
+    try {
+      const q = a[DIT_IO.q];
+      const tokens = q.dims[1];
+      const bytes = tokens * config.heads * config.headDim * (dtype === 'float16' ? 2 : 4);
+      if (!attentionOut || attentionOut.size < bytes) {
+        attentionOut?.destroy();
+        attentionOut = device!.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: 'dit attention' });
+      }
+      const encoder = device!.createCommandEncoder({ label: 'dit attention' });
+      attention!.encode(encoder, { q: q.gpuBuffer, k: a[DIT_IO.k].gpuBuffer, v: a[DIT_IO.v].gpuBuffer, out: attentionOut, nq: tokens, nk: tokens });
+      device!.queue.submit([encoder.finish()]);
+      dispatches++;
+      const feeds: Record<string, OrtTensor> = {
+        ...(await weights(postGraph, block)),
+        [DIT_IO.imageTokens]: streams[DIT_IO.imageTokens],
+        [DIT_IO.contextTokens]: streams[DIT_IO.contextTokens],
+        [DIT_IO.attention]: gpuTensor(attentionOut, dtype, [1, tokens, config.heads * config.headDim]),
+      };
+      for (const name of postGraph.inputs.map((i) => i.name)) if (name in a) feeds[name] = a[name];
+      return await post.run(feeds);
+    } finally {
+      disposeGpu(...Object.values(a));
+    }
+  };
+
   /** Every dual then every single block; returns the image tokens (the context stream is no longer needed). */
   const runBlocks = async (s: Streams, signal?: AbortSignal): Promise<OrtTensor> => {
     let { x, ctx } = s;
     const kinds = [
-      { session: sessions.dual, graph: graphs.dual, count: config.layers },
-      { session: sessions.single, graph: graphs.single, count: config.singleLayers },
+      { session: sessions.dual, post: sessions.dualPost, count: config.layers },
+      { session: sessions.single, post: sessions.singlePost, count: config.singleLayers },
     ];
     try {
       for (const kind of kinds) {
         for (let i = 0; i < kind.count; i++) {
           signal?.throwIfAborted();
-          const out = await kind.session.run({
-            ...(await weights(kind.graph, i)),
+          const streams = {
             [DIT_IO.imageTokens]: x,
             [DIT_IO.contextTokens]: ctx,
             [DIT_IO.temb]: s.temb,
             [DIT_IO.ropeCos]: s.cos,
             [DIT_IO.ropeSin]: s.sin,
-          });
+          };
+          const out = kind.post
+            ? await splitBlock(kind.session, kind.post, i, streams)
+            : await kind.session.run({ ...(await weights(kind.session.graph, i)), ...streams });
           if (x !== s.x) disposeGpu(x, ctx);
           x = out[DIT_IO.imageTokensOut];
           ctx = out[DIT_IO.contextTokensOut];
@@ -370,6 +421,10 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
   return {
     config,
     graphs,
+    attentionKernel: attention?.path ?? null,
+    get attentionDispatches() {
+      return dispatches;
+    },
     async embed(inputs) {
       const s = await embed(prepareInputs(config, inputs));
       try {
@@ -397,6 +452,8 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
     },
     async release() {
       for (const session of [...Object.values(sessions), modulationSession]) await session?.release();
+      attentionOut?.destroy();
+      attentionOut = null;
       if (!options.residency) residency.release();
       hostBlocks.clear();
     },

@@ -247,7 +247,7 @@ describe('DiT in the sampler, fp32 on wasm (multi-step bar 1e-3)', () => {
 
 describe('DiT forward, fp32 on WebGPU (SwiftShader)', () => {
   const f = caseFiles[0];
-  it(`${caseName(f)}: output within 1e-4`, async () => {
+  it(`${caseName(f)}: output within 1e-4, attention through our WGSL kernel`, async () => {
     const checkpoint = await checkpointOf(f);
     const inputs = caseInputs(f, checkpoint.config, parseDiTConfig(checkpoint.config).patchSize);
     const dit = await runnerFor(f, { provider: 'webgpu' });
@@ -257,6 +257,10 @@ describe('DiT forward, fp32 on WebGPU (SwiftShader)', () => {
     const err = tensorError(out.data, f.f32('output').data);
     console.log(`dit ${caseName(f)} webgpu fp32: output ${formatError(err)} (${ms.toFixed(0)} ms, first run: mostly SwiftShader compiling shaders)`);
     expect(err.rel).toBeLessThan(1e-4);
+    // The product path on WebGPU runs every block's attention in src/kernels/flashAttention.ts, not in ONNX.
+    expect(dit.attentionKernel).toBe('portable');
+    expect(dit.attentionDispatches).toBe(dit.config.layers + dit.config.singleLayers);
+    await dit.release();
   });
 });
 
