@@ -43,6 +43,9 @@ function conditioningOf(c: CaseFile): Conditioning {
   };
 }
 
+/** 16-bit graphs reproduce the reference's bf16 casts of x, the timestep and the guidance (§6.3); fp32 rounds nothing. */
+const referenceDtypeOf = (o: CaseOptions) => (o.dtype === 'float16' ? 'bfloat16' : 'float32') as 'bfloat16' | 'float32';
+
 const meta = <T>(c: CaseFile, key: string, fallback?: T): T => {
   if (key in c.meta) return c.meta[key] as T;
   if (fallback === undefined) throw new Error(`${c.path}: metadata has no "${key}"`);
@@ -96,7 +99,7 @@ registerCaseHandler('sampler', async (c, dir, o) => {
       noise.shape,
       { positive: conditioningOf(inputs) },
       {
-        guidance: distilledGuidanceValue(meta<number>(c, 'distilled_guidance'), 'float32'),
+        guidance: distilledGuidanceValue(meta<number>(c, 'distilled_guidance'), referenceDtypeOf(o)),
         teacacheThreshold: teacache ? meta<number>(c, 'rel_l1_thresh', DEFAULT_TEACACHE_THRESHOLD) : null,
         steps,
         onCall: (_b, _computed, acc) => accumulated.push(acc),
@@ -107,7 +110,7 @@ registerCaseHandler('sampler', async (c, dir, o) => {
     const denoiser = fmDenoiser(async (x, ts, branch) => {
       modelInputs.push(x.slice());
       return model(x, ts, branch);
-    }, { dtype: 'float32', cfg: meta<number>(c, 'cfg', 1), cfgRescale: meta<number>(c, 'cfg_rescale', 0) });
+    }, { dtype: referenceDtypeOf(o), cfg: meta<number>(c, 'cfg', 1), cfgRescale: meta<number>(c, 'cfg_rescale', 0) });
     const result = await sampleUniPC(denoiser, noise.data, sigmas, { variant: 'bh1', onStep: (_i, d) => void denoised.push(d.slice()) });
     const out: TensorResult[] = [];
     const expected = meta<string[]>(c, 'expected');
@@ -201,7 +204,7 @@ registerCaseHandler('pipeline', async (c, dir, o: CaseOptions) => {
   try {
     const steps = meta<number>(c, 'steps');
     const startLatent = (await vae.encode(c.f32('image'))).latent;
-    const guidance = distilledGuidanceValue(meta<number>(c, 'distilled_guidance'), 'float32');
+    const guidance = distilledGuidanceValue(meta<number>(c, 'distilled_guidance'), referenceDtypeOf(o));
     const teacache = meta<boolean>(c, 'teacache', false);
     const video = collectVideo();
     const { history, generated } = await runFramePackLoop(
@@ -213,7 +216,7 @@ registerCaseHandler('pipeline', async (c, dir, o: CaseOptions) => {
         seed: BigInt(meta<number>(c, 'seed')),
         cfg: meta<number>(c, 'cfg', 1),
         cfgRescale: meta<number>(c, 'cfg_rescale', 0),
-        referenceDtype: 'float32',
+        referenceDtype: referenceDtypeOf(o),
       },
       startLatent,
       {
