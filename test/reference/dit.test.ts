@@ -20,6 +20,20 @@ import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
 import { createDiT, DiTInputError, timestepSinusoid, type DiTInputs, type DiTRunner, type DiTRunnerOptions, type TeaCacheSlot } from '../../src/worker/dit.ts';
 import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
 import { ortReady } from '../helpers/ortSetup.ts';
+import { testGpu } from '../helpers/webgpu.ts';
+import { WeightResidency, hostBlockBytes } from '../../src/runtime/residency.ts';
+import { hostWeights } from '../../src/runtime/weightFeeds.ts';
+
+/** Bytes of every block's weights as the WebGPU path binds them (fp32, attention split). */
+async function ditBlockWeightBytes(checkpoint: Checkpoint): Promise<number> {
+  const c = parseDiTConfig(checkpoint.config);
+  const split = buildDiTGraphs(c, { attention: 'external' }).split!;
+  let bytes = 0;
+  for (const [graph, count] of [[split.dualPre, c.layers], [split.dualPost, c.layers], [split.singlePre, c.singleLayers], [split.singlePost, c.singleLayers]] as const) {
+    for (let i = 0; i < count; i++) bytes += hostBlockBytes(await hostWeights(graph, checkpoint, i));
+  }
+  return bytes;
+}
 
 const REAL_PARAMETERS = 12_874_314_816;
 const dir = fixturesDir();
@@ -260,8 +274,19 @@ describe('DiT forward, fp32 on WebGPU (SwiftShader)', () => {
     // The product path on WebGPU runs every block's attention in src/kernels/flashAttention.ts, not in ONNX.
     expect(dit.attentionKernel).toBe('portable');
     expect(dit.attentionDispatches).toBe(dit.config.layers + dit.config.singleLayers);
-    await dit.release();
-  });
+
+    // Weights streamed within a budget below the tiny transformer's block bytes: same output, bytes streamed stated.
+    const { device } = await testGpu();
+    const blockBytes = await ditBlockWeightBytes(checkpoint);
+    const residency = new WeightResidency(device, Math.floor(blockBytes / 2));
+    const streamed = await runnerFor(f, { provider: 'webgpu', residency });
+    const again = await streamed.forward(inputs);
+    console.log(`dit ${caseName(f)} webgpu, weights streamed within ${Math.floor(blockBytes / 2)} of ${blockBytes} block bytes: ${residency.stats.streamedBytes} bytes streamed, ${residency.stats.residentBytes} resident`);
+    expect(residency.stats.streamedBytes).toBeGreaterThan(0);
+    expect(residency.stats.residentBytes).toBeLessThanOrEqual(blockBytes / 2);
+    expect(tensorError(again.data, out.data).abs).toBe(0);
+    residency.release();
+  }, 600_000);
 });
 
 for (const variant of [
