@@ -3,6 +3,7 @@
 // and the runtime decides where each weight lives). Describing a graph never runs it.
 
 import { encodeModel, type AttributeValue, type Dim, type NodeDef, type OnnxDType, type TensorValue, type ValueInfo } from './onnxProto.ts';
+export type { NodeDef };
 
 /** How a checkpoint tensor becomes the bytes a graph input takes. */
 export type WeightLayout =
@@ -30,6 +31,8 @@ export interface BuiltGraph {
   inputs: ValueInfo[];
   outputs: ValueInfo[];
   weights: WeightBinding[];
+  /** The graph's nodes, for tests that check which operator serves which weight. */
+  nodes: NodeDef[];
 }
 
 export class Graph {
@@ -119,6 +122,6 @@ export class Graph {
       initializers: this.initializers,
       opsets: this.opsets,
     });
-    return { name: this.name, bytes, inputs: this.inputs, outputs: this.outputs, weights: this.weights };
+    return { name: this.name, bytes, inputs: this.inputs, outputs: this.outputs, weights: this.weights, nodes: this.nodes };
   }
 }

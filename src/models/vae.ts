@@ -12,11 +12,14 @@
 //   that is past WebGPU's 2 GiB binding limit even in 256-pixel tiles).
 // - Nearest upsampling: frame duplication is a Gather with indices ⌊(o+1)/2⌋ (the first frame once, the others
 //   twice, exactly the reference's split-and-concat), the spatial ×2 is Resize nearest. No ConvTranspose anywhere.
-// - GroupNorm is composed (Reshape [T, G, −1] + two-stage ReduceMean in fp32), because its statistics span all frames
-//   of the [T, C, H, W] layout and ONNX's GroupNormalization (opset 21) is not in ORT's WebGPU EP.
+// - GroupNorm is composed (Reshape [T, G, −1] + two-stage ReduceMean in fp32): its statistics span all frames of
+//   the [T, C, H, W] layout, so InstanceNormalization does not fit, and ONNX's GroupNormalization (opset 21) has no
+//   kernel in ORT's WebGPU EP (its nn/ kernels are batch, instance, layer and RMS norms).
 // - The mid-block attention is one head of width C over all T·H·W tokens with a frame-causal additive mask built in
 //   the graph from the input's shape.
-// Frames, height and width are symbolic, so one session serves every tile size.
+// - The encoder graph takes one frame (all FramePack encodes): its taps then all read that frame, so each causal
+//   conv is a single 2-D conv with the kernel summed over time — a third of the work, and no index tensors.
+// The decoder's frames, height and width are symbolic, so one session serves every tile size.
 
 import { Graph, type BuiltGraph } from './graph.ts';
 import type { OnnxDType } from './onnxProto.ts';
@@ -139,10 +142,14 @@ interface Act {
   frames: string;
 }
 
-/** Graph plus memo of the small int64 index tensors, shared by all convs at one frame count. */
+/**
+ * Graph plus memo of the small int64 index tensors, shared by all convs at one frame count. `singleFrame` graphs
+ * (the encoder) know T = 1 statically: every temporal tap then reads frame 0, so a causal conv is one 2-D conv with
+ * the kernel summed over its taps, GroupNorm needs no cross-frame stage and attention no mask.
+ */
 class VaeGraph {
   private memo = new Map<string, string>();
-  constructor(readonly g: Graph) {}
+  constructor(readonly g: Graph, readonly singleFrame: boolean) {}
 
   once(key: string, make: () => string): string {
     let v = this.memo.get(key);
@@ -194,6 +201,11 @@ function causalConv(vg: VaeGraph, a: Act, prefix: string, inC: number, outC: num
   }
   const padded = g.op('Pad', [a.x, g.ints([0, 0, 1, 1, 0, 0, 1, 1])], { mode: 'edge' }); // [T, C, H+2, W+2]
   const strides = [stride.space, stride.space];
+  if (vg.singleFrame) {
+    // One frame: the two replicated frames in front are frame 0 too, so the three taps share their input.
+    const summed = g.op('ReduceSum', [w, g.ints([2])], { keepdims: 0 }); // [O, C, 3, 3]
+    return { x: g.op('Conv', [padded, summed, b], { strides }), frames: a.frames };
+  }
   let y = '';
   // Taps 2, 1, 0: tap 2 at time stride 1 reads the input frames as they are.
   for (const k of [2, 1, 0]) {
@@ -210,12 +222,15 @@ function groupNorm(vg: VaeGraph, x: string, prefix: string, channels: number, gr
   const g = vg.g;
   const xf = toFloat32(g, x);
   const r = g.op('Reshape', [xf, g.ints([0, groups, -1])]); // [T, G, C/G·H·W]
-  // Mean of per-frame means is the mean: every frame holds the same number of elements.
-  const meanOf = (v: string) => g.op('ReduceMean', [g.op('ReduceMean', [v, g.ints([2])], { keepdims: 1 }), g.ints([0])], { keepdims: 1 });
+  // Per frame first (T·G parallel reductions), then over frames: every frame holds as many elements, so the mean
+  // of the per-frame means is the mean.
+  const meanOf = (v: string) => {
+    const perFrame = g.op('ReduceMean', [v, g.ints([2])], { keepdims: 1 });
+    return vg.singleFrame ? perFrame : g.op('ReduceMean', [perFrame, g.ints([0])], { keepdims: 1 });
+  };
   const d = g.op('Sub', [r, meanOf(r)]);
-  const variance = meanOf(g.op('Mul', [d, d]));
-  const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.scalar(VAE_NORM_EPS)])])]);
-  const normed = g.op('Reshape', [g.op('Mul', [d, rstd]), g.op('Shape', [x])]);
+  const std = g.op('Sqrt', [g.op('Add', [meanOf(g.op('Mul', [d, d])), g.scalar(VAE_NORM_EPS)])]);
+  const normed = g.op('Reshape', [g.op('Div', [d, std]), g.op('Shape', [x])]);
   const n = inputName(prefix);
   const perChannel = (v: string) => g.op('Unsqueeze', [v, g.ints([1, 2])]); // [C] → [C, 1, 1]
   const gamma = perChannel(g.weight(`${n}_weight`, `${prefix}.weight`, [channels], 'asis', 'float32'));
@@ -243,7 +258,7 @@ function midAttention(vg: VaeGraph, a: Act, prefix: string, channels: number, gr
   const grid = g.op('Transpose', [h], { perm: [0, 2, 3, 1] }); // [T, H, W, C]
   const tokens = g.op('Reshape', [grid, g.ints([1, -1, channels])]); // [1, N, C]
   const head = (name: string) => g.op('Unsqueeze', [linear(g, tokens, `${prefix}.${name}`, channels, channels), g.ints([1])]); // [1, 1, N, C]
-  const o = attention(g, head('to_q'), head('to_k'), head('to_v'), channels, frameCausalMask(g, grid));
+  const o = attention(g, head('to_q'), head('to_k'), head('to_v'), channels, vg.singleFrame ? null : frameCausalMask(g, grid));
   const out = linear(g, g.op('Reshape', [o, g.ints([1, -1, channels])]), `${prefix}.to_out.0`, channels, channels);
   const back = g.op('Transpose', [g.op('Reshape', [out, g.op('Shape', [grid])])], { perm: [0, 3, 1, 2] });
   return { x: g.op('Add', [back, a.x]), frames: a.frames };
@@ -299,16 +314,17 @@ function toReference(g: Graph, x: string): string {
 }
 
 /**
- * The encoder graph. Input `image` [1, in, T, H, W] fp32 in [−1, 1]; outputs fp32 [1, latent, T', H/s, W/s]:
- * `mean`, `logvar` (clamped to [−30, 20]) and `latent` = mean × scaling_factor (what FramePack's vae_encode returns
- * when the posterior mean is used instead of a sample).
+ * The encoder graph, for one frame (FramePack encodes single images: the start frame, an end frame). Input `image`
+ * [1, in, 1, H, W] fp32 in [−1, 1]; outputs fp32 [1, latent, 1, H/s, W/s]: `mean`, `logvar` (clamped to
+ * [−30, 20]) and `latent` = mean × scaling_factor (what FramePack's vae_encode returns when the posterior mean is
+ * used instead of a sample).
  */
 export function buildVaeEncoder(config: VaeConfig, options: VaeBuildOptions = {}): BuiltGraph {
   const dtype: OnnxDType = options.dtype ?? 'float32';
   const g = new Graph('vae_encoder', dtype);
-  const vg = new VaeGraph(g);
+  const vg = new VaeGraph(g, true);
   const { blockOutChannels: widths, normGroups: groups, layersPerBlock } = config;
-  const image = g.input('image', 'float32', [1, config.inChannels, 'frames', 'height', 'width']);
+  const image = g.input('image', 'float32', [1, config.inChannels, 1, 'height', 'width']);
   let a = causalConv(vg, fromReference(vg, image), 'encoder.conv_in.conv', config.inChannels, widths[0], 3);
   let c = widths[0];
   downsamplers(config).forEach((down, i) => {
@@ -328,7 +344,7 @@ export function buildVaeEncoder(config: VaeConfig, options: VaeBuildOptions = {}
   const mean = g.op('Slice', [params, g.ints([0]), g.ints([L]), g.ints([1])]);
   const logvar = g.op('Clip', [g.op('Slice', [params, g.ints([L]), g.ints([2 * L]), g.ints([1])]), g.scalar(LOGVAR_RANGE[0]), g.scalar(LOGVAR_RANGE[1])]);
   const latent = g.op('Mul', [mean, g.scalar(config.scalingFactor)]);
-  const outShape = [1, L, 'latent_frames', 'latent_height', 'latent_width'];
+  const outShape = [1, L, 1, 'latent_height', 'latent_width'];
   g.output(mean, 'mean', 'float32', outShape);
   g.output(logvar, 'logvar', 'float32', outShape);
   g.output(latent, 'latent', 'float32', outShape);
@@ -343,7 +359,7 @@ export function buildVaeEncoder(config: VaeConfig, options: VaeBuildOptions = {}
 export function buildVaeDecoder(config: VaeConfig, options: VaeBuildOptions = {}): BuiltGraph {
   const dtype: OnnxDType = options.dtype ?? 'float32';
   const g = new Graph('vae_decoder', dtype);
-  const vg = new VaeGraph(g);
+  const vg = new VaeGraph(g, false);
   const { normGroups: groups, layersPerBlock, latentChannels: L } = config;
   const widths = [...config.blockOutChannels].reverse();
   const z = g.input('z', 'float32', [1, L, 'frames', 'height', 'width']);
@@ -421,22 +437,21 @@ export function decoderPeakBytes(config: VaeConfig, tile: { frames: number; heig
   return peak;
 }
 
-/** The largest single tensor (bytes) the encoder creates for an [1, in, frames, height, width] image. */
-export function encoderPeakBytes(config: VaeConfig, image: { frames: number; height: number; width: number }, dtype: 'float32' | 'float16' = 'float32'): number {
+/** The largest single tensor (bytes) the single-frame encoder creates for an [1, in, 1, height, width] image. */
+export function encoderPeakBytes(config: VaeConfig, image: { height: number; width: number }, dtype: 'float32' | 'float16' = 'float32'): number {
   const act = dtype === 'float16' ? 2 : 4;
-  let { frames: t, height: h, width: w } = image;
-  let peak = t * config.inChannels * h * w * 4;
+  let { height: h, width: w } = image;
+  let peak = config.inChannels * h * w * 4;
   const see = (elements: number, bytes: number) => (peak = Math.max(peak, elements * bytes));
   const conv = (inC: number, outC: number, down: Resample | null = null) => {
-    see(t * inC * (h + 2) * (w + 2), act);
+    see(inC * (h + 2) * (w + 2), act);
     if (down) {
-      t = Math.floor((t - 1) / down.time) + 1;
       h = Math.floor((h - 1) / down.space) + 1;
       w = Math.floor((w - 1) / down.space) + 1;
     }
-    see(t * outC * h * w, act);
+    see(outC * h * w, act);
   };
-  const norm = (c: number) => see(t * c * h * w, 4);
+  const norm = (c: number) => see(c * h * w, 4);
   let c = config.blockOutChannels[0];
   conv(config.inChannels, c);
   downsamplers(config).forEach((down, i) => {
@@ -450,7 +465,7 @@ export function encoderPeakBytes(config: VaeConfig, image: { frames: number; hei
     if (down) conv(c, c, down);
   });
   norm(c);
-  if (config.midBlockAttention) see((t * h * w) ** 2, 4);
+  if (config.midBlockAttention) see((h * w) ** 2, 4);
   conv(c, 2 * config.latentChannels);
   return peak;
 }

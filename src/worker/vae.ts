@@ -68,7 +68,8 @@ export interface Vae {
   release(): Promise<void>;
 }
 
-class VaeInputError extends Error {
+/** A tensor of the wrong shape handed to encode/decode: a caller's bug, never the user's. */
+export class VaeInputError extends Error {
   override name = 'VaeInputError';
 }
 
@@ -119,7 +120,7 @@ export async function createVae(checkpoint: Checkpoint, options: VaeOptions): Pr
 
   const decode = async (z: Tensor, onProgress?: (p: DecodeProgress) => void): Promise<Tensor> => {
     if (z.shape.length !== 5 || z.shape[0] !== 1 || z.shape[1] !== config.latentChannels) {
-      throw new VaeInputError(`VAE decode takes latents [1, ${config.latentChannels}, T, h, w], got [${z.shape}]`);
+      throw new VaeInputError(`VAE decode takes latents [1, ${config.latentChannels}, T, h, w], got [${z.shape}]; pass one video's latents in the reference layout.`);
     }
     const plan = decodePlan(config, tiling, z.shape, (t) => decoderPeakBytes(config, t, dtype) > limit);
     let done = 0;
@@ -137,9 +138,9 @@ export async function createVae(checkpoint: Checkpoint, options: VaeOptions): Pr
     async encode(image) {
       const [b, c, frames, height, width] = image.shape;
       if (image.shape.length !== 5 || b !== 1 || c !== config.inChannels || frames !== 1) {
-        throw new VaeInputError(`VAE encode takes one frame [1, ${config.inChannels}, 1, H, W], got [${image.shape}]`);
+        throw new VaeInputError(`VAE encode takes one frame [1, ${config.inChannels}, 1, H, W], got [${image.shape}]; encode frames one at a time.`);
       }
-      const bytes = encoderPeakBytes(config, { frames, height, width }, dtype);
+      const bytes = encoderPeakBytes(config, { height, width }, dtype);
       if (bytes > limit) throw new GpuOutOfMemoryError(`the VAE encoder at ${width}×${height} pixels`, bytes, limit);
       const out = await encoder.run('image', image);
       return { mean: await f32(out.mean), logvar: await f32(out.logvar), latent: await f32(out.latent) };

@@ -3,13 +3,13 @@
 // product runner on the wasm EP in fp32 and one decode on WebGPU (SwiftShader). The tiling arithmetic is checked
 // against a literal transcription of diffusers' loops on synthetic tiles, and the real config must consume exactly
 // the real checkpoint's tensors.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildVaeDecoder, buildVaeEncoder, decoderPeakBytes, parseVaeConfig, type VaeConfig } from '../../src/models/vae.ts';
 import type { Tensor } from '../../src/pipeline/tensor.ts';
-import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
-import type { ExecutionProvider } from '../../src/runtime/ort.ts';
+import { formatError, tensorError, type TensorError } from '../../src/pipeline/tensorError.ts';
+import { GpuOutOfMemoryError } from '../../src/runtime/gpuErrors.ts';
 import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
 import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
 import {
@@ -19,6 +19,7 @@ import {
   DIFFUSERS_TILING,
   spatialTiledDecode,
   temporalTiledDecode,
+  type Vae,
   type VaeTiling,
 } from '../../src/worker/vae.ts';
 import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
@@ -54,63 +55,113 @@ async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
   return [out, performance.now() - t0];
 }
 
+/** One wasm fp32 VAE per case file, shared by the tests below (a session costs seconds to create). */
+const wasmVaes = new Map<string, Promise<Vae>>();
+function wasmVae(f: FixtureFile): Promise<Vae> {
+  let v = wasmVaes.get(f.path);
+  if (!v) wasmVaes.set(f.path, (v = (async () => createVae(await weightsOf(f), { provider: 'wasm', dtype: 'float32' }))()));
+  return v;
+}
+
+async function encodeCase(f: FixtureFile, vae: Vae, label: string): Promise<TensorError[]> {
+  const [enc, ms] = await timed(() => vae.encode(f.f32('image')));
+  return [
+    report(f, label, 'posterior_mean', enc.mean, ms),
+    report(f, label, 'posterior_logvar', enc.logvar, ms),
+    report(f, label, 'latent_scaled', enc.latent, ms),
+  ];
+}
+
+async function decodeCase(f: FixtureFile, vae: Vae, label: string, input: string, expected: string): Promise<TensorError> {
+  const [decoded, ms] = await timed(() => vae.decode(f.f32(input)));
+  return report(f, label, expected, decoded, ms);
+}
+
+/** SwiftShader runs ORT's Conv at ~10–70 MFLOP/s: the decoder (~4 GFLOP for z_short) takes minutes there. */
+const webgpuDecode = process.env.FRAMEPACK_GPU === 'hardware' || process.env.FRAMEPACK_SLOW === '1';
+
 describe('VAE (vae_roundtrip fixtures)', () => {
+  afterAll(async () => {
+    for (const v of wasmVaes.values()) await (await v).release();
+  });
+
   it('finds the cases', async () => {
     expect((await cases()).length).toBeGreaterThan(0);
   });
 
-  it('wasm fp32: posterior mean, logvar, scaled latent, short and temporally tiled decodes within 1e-4', async () => {
+  it('wasm fp32 encode: posterior mean, logvar and scaled latent within 1e-4', async () => {
     await ortReady();
     for (const f of await cases()) {
-      const vae = await createVae(await weightsOf(f), { provider: 'wasm', dtype: 'float32' });
+      const vae = await wasmVae(f);
       expect(vae.config.scalingFactor).toBe(Number(f.meta.scaling_factor));
-      const [enc, encMs] = await timed(() => vae.encode(f.f32('image')));
-      const errors = [
-        report(f, 'wasm fp32', 'posterior_mean', enc.mean, encMs),
-        report(f, 'wasm fp32', 'posterior_logvar', enc.logvar, encMs),
-        report(f, 'wasm fp32', 'latent_scaled', enc.latent, encMs),
-      ];
-      for (const [input, expected] of [['z_short', 'decoded_short'], ['z_long', 'decoded_long']]) {
-        const [decoded, ms] = await timed(() => vae.decode(f.f32(input)));
-        errors.push(report(f, 'wasm fp32', expected, decoded, ms));
-      }
-      await vae.release();
-      for (const e of errors) expect(e.rel).toBeLessThanOrEqual(BAR);
+      for (const e of await encodeCase(f, vae, 'wasm fp32')) expect(e.rel).toBeLessThanOrEqual(BAR);
     }
   });
 
-  it('webgpu fp32 (SwiftShader): decoded_short within 1e-4', async () => {
+  it('wasm fp32 decode, short (whole) and long (temporal tiles): within 1e-4', async () => {
+    await ortReady();
+    for (const f of await cases()) {
+      const vae = await wasmVae(f);
+      expect((await decodeCase(f, vae, 'wasm fp32', 'z_short', 'decoded_short')).rel).toBeLessThanOrEqual(BAR);
+      expect((await decodeCase(f, vae, 'wasm fp32', 'z_long', 'decoded_long')).rel).toBeLessThanOrEqual(BAR);
+    }
+  });
+
+  it('webgpu fp32: encode within 1e-4 (SwiftShader); decoded_short too on a hardware GPU or with FRAMEPACK_SLOW=1', async () => {
     await ortReady();
     const { capabilities } = await testGpu();
     const [f] = await cases();
-    const vae = await createVae(await weightsOf(f), { provider: 'webgpu' as ExecutionProvider, maxTensorBytes: capabilities.maxStorageBufferBindingSize });
-    const [decoded, ms] = await timed(() => vae.decode(f.f32('z_short')));
+    const vae = await createVae(await weightsOf(f), { provider: 'webgpu', maxTensorBytes: capabilities.maxStorageBufferBindingSize });
+    const errors = await encodeCase(f, vae, 'webgpu fp32');
+    if (webgpuDecode) errors.push(await decodeCase(f, vae, 'webgpu fp32', 'z_short', 'decoded_short'));
     await vae.release();
-    expect(report(f, 'webgpu fp32', 'decoded_short', decoded, ms).rel).toBeLessThanOrEqual(BAR);
+    for (const e of errors) expect(e.rel).toBeLessThanOrEqual(BAR);
   });
 
-  it('spatial tiling forced by a small tensor limit on the tiny model: really tiles, error against the untiled decode reported', async () => {
+  it.runIf(webgpuDecode)('webgpu fp16 activations (where the adapter has shader-f16): error reported, not a parity bar', async () => {
+    await ortReady();
+    const { capabilities } = await testGpu();
+    if (!capabilities.shaderF16) {
+      console.log('vae webgpu fp16: skipped, the adapter has no shader-f16');
+      return;
+    }
+    const [f] = await cases();
+    const vae = await createVae(await weightsOf(f), { provider: 'webgpu', dtype: 'float16', maxTensorBytes: capabilities.maxStorageBufferBindingSize });
+    const errors = [...(await encodeCase(f, vae, 'webgpu fp16')), await decodeCase(f, vae, 'webgpu fp16', 'z_short', 'decoded_short'), await decodeCase(f, vae, 'webgpu fp16', 'z_long', 'decoded_long')];
+    await vae.release();
+    for (const e of errors) expect(Number.isFinite(e.rel)).toBe(true);
+  });
+
+  it('spatial tiling forced by a small tensor limit on the tiny model: really tiles; error against the whole decode reported', async () => {
     await ortReady();
     const [f] = await cases();
-    const checkpoint = await weightsOf(f);
-    const config = parseVaeConfig(checkpoint.config);
+    const vae = await wasmVae(f);
+    const config = vae.config;
     const z = f.f32('z_short');
     const [, , frames, height, width] = z.shape;
-    // 64-pixel tiles every 48 (8 and 6 latents, 16-pixel blend) so the 12×10 latent splits; the limit lets a tile
-    // through but not the whole latent.
-    const tiling = { sampleSize: 64, sampleStride: 48 };
-    const maxTensorBytes = decoderPeakBytes(config, { frames, height, width }) - 1;
-    const plan = decodePlan(config, { ...DIFFUSERS_TILING, ...tiling }, z.shape, (t) => decoderPeakBytes(config, t) > maxTensorBytes);
-    expect(plan).toEqual({ temporal: false, spatial: true, calls: Math.ceil(height / 6) * Math.ceil(width / 6) });
-    const vae = await createVae(checkpoint, { provider: 'wasm', maxTensorBytes, tiling });
-    const calls: number[] = [];
-    const [decoded, ms] = await timed(() => vae.decode(z, (p) => calls.push(p.done)));
-    await vae.release();
-    expect(calls).toEqual([1, 2, 3, 4]);
+    // 64-pixel tiles every 48 (8 and 6 latents, 16-pixel blend) so the 12×10 latent splits in 2×2; the limit lets
+    // a tile through but not the whole latent.
+    const tiling = { ...DIFFUSERS_TILING, sampleSize: 64, sampleStride: 48 };
+    const limit = decoderPeakBytes(config, { frames, height, width }) - 1;
+    const tooLarge = (t: { frames: number; height: number; width: number }) => decoderPeakBytes(config, t) > limit;
+    expect(decodePlan(config, tiling, z.shape, tooLarge)).toEqual({ temporal: false, spatial: true, calls: 4 });
+    // The runner's tiling loop around the same session's whole-tile decode (what createVae does for this plan).
+    const tiles: number[][] = [];
+    const [decoded, ms] = await timed(() => spatialTiledDecode(z, (t) => (tiles.push(t.shape), vae.decode(t)), tiling, config.spatialCompression));
+    expect(tiles).toEqual([[1, 16, 3, 8, 8], [1, 16, 3, 8, 4], [1, 16, 3, 6, 8], [1, 16, 3, 6, 4]]);
+    for (const t of tiles) expect(tooLarge({ frames: t[2], height: t[3], width: t[4] })).toBe(false);
     // Not a parity bar: GroupNorm statistics per tile make a tiled decode differ from the whole one by design.
     const err = report(f, 'wasm fp32 spatially tiled (64/48 px)', 'decoded_short', decoded, ms);
     expect(err.rel).toBeGreaterThan(0);
     expect(Number.isFinite(err.rel)).toBe(true);
+  });
+
+  it('the runner refuses a tile past the limit that spatial tiling cannot split, before running it', async () => {
+    const [f] = await cases();
+    const vae = await createVae(await weightsOf(f), { provider: 'wasm', maxTensorBytes: 1024 });
+    await expect(vae.decode(f.f32('z_short'))).rejects.toThrow(GpuOutOfMemoryError);
+    await expect(vae.encode(f.f32('image'))).rejects.toThrow(GpuOutOfMemoryError);
+    await vae.release();
   });
 });
 

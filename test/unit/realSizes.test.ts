@@ -104,4 +104,22 @@ describe('real-configuration graphs: parameter counts and 4-bit sizes', () => {
     expect(vaeGot.params).toBe(246_478_803);
     console.log(`clip ${(clipGot.bytes / GB).toFixed(3)} GB, siglip ${(sigGot.bytes / GB).toFixed(3)} GB, vae ${(vaeGot.bytes / GB).toFixed(3)} GB (fp16)`);
   });
+
+  it('in the 4-bit graphs every large linear is a MatMulNBits node fed its 4-bit blocks and scales', () => {
+    const c = parseDiTConfig(transformerConfig);
+    const dit = buildDiTGraphs(c, { dtype: 'float16', quantized: true, attention: 'external' });
+    const llama = buildLlama(parseLlamaConfig(textEncoderConfig), { dtype: 'float16', quantized: true });
+    for (const graph of [dit.dual, dit.single, dit.split!.dualPre, dit.split!.dualPost, dit.split!.singlePre, dit.split!.singlePost, llama.layer]) {
+      const large = graph.weights.filter((w) => w.shape.length === 2 && w.shape[0] * w.shape[1] >= 2 ** 20);
+      expect(large.length).toBeGreaterThan(0);
+      for (const w of large) {
+        const consumers = graph.nodes.filter((n) => n.inputs.includes(w.input));
+        expect(consumers.map((n) => `${n.domain ?? ''}:${n.opType}`), `${graph.name} ${w.tensor}`).toEqual(['com.microsoft:MatMulNBits']);
+        expect(w.layout).toBe('q4');
+      }
+      // No plain MatMul reads a weight input at all: only activations meet in MatMul (attention, in the inline graphs).
+      const weightInputs = new Set(graph.weights.map((w) => w.input));
+      for (const n of graph.nodes.filter((n) => n.opType === 'MatMul')) expect(n.inputs.some((i) => weightInputs.has(i)), `${graph.name} MatMul ${n.name}`).toBe(false);
+    }
+  });
 });
