@@ -1,0 +1,878 @@
+// Our own 4-bit × f16 matrix product for the transformer's large linears: y[M, N] = x[M, K]·Wᵀ (+ bias) (+ GELU),
+// W read straight from onnxruntime's MatMulNBits layout (src/weights/quantize.ts: B uint8 [N, ⌈K/32⌉, 16], two
+// nibbles per byte with the even element in the low nibble, W = (q − 8)·scale, scales [N·⌈K/32⌉] in the activation
+// dtype), so the weight buffers src/runtime/residency.ts uploads can feed either ORT or this kernel. ORT's own
+// MatMulNBits reaches about 16–39 TFLOP/s on an H200 and the linears are the larger share of a FramePack step,
+// hence this file. Two kernels share one interface:
+// - `portable`: plain WGSL for any WebGPU device (SwiftShader in CI): 64 × 64 outputs per workgroup, x and the
+//   dequantized W staged through workgroup memory one quantization block (32 of K) at a time, each invocation owning
+//   a 4 × 4 register tile. f32 or f16 tensors, any K.
+//   About 16 TFLOP/s (f16) on an H200 at FramePack's sizes.
+// - `subgroup-matrix`: the tensor-core path through `chromium-experimental-subgroup-matrix` (f16 × f16 → f32,
+//   16×16×16): W tiles are dequantized to f16 in workgroup memory, x tiles are copied there with subgroup-matrix
+//   loads and stores (fetched one step early), and each subgroup accumulates 64 × 64 outputs in sixteen f32 result
+//   matrices. f16 tensors, K a multiple of 32. 102–112 TFLOP/s on an H200 at FramePack's sizes, against 37–42 for
+//   ORT's MatMulNBits run back to back on the same weights. A second variant reads x straight from the storage
+//   buffer (62–68 TFLOP/s there: storage loads of subgroup matrices cost far more than workgroup ones); it takes
+//   other tilings and serves devices with too little workgroup memory for the default.
+// Both accumulate in f32 and finish with the epilogue (bias, then optionally GELU with the tanh approximation).
+// Bias and epilogue are uniform flags rather than separate pipelines: SwiftShader needs seconds per pipeline.
+// Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
+
+import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+
+export type Q4MatmulDtype = 'f32' | 'f16';
+export type Q4MatmulPath = 'portable' | 'subgroup-matrix';
+/** What happens to x·Wᵀ + bias before it is written: nothing, or GELU with the tanh approximation (PyTorch's approximate='tanh'). */
+export type Q4Epilogue = 'none' | 'gelu_tanh';
+
+/**
+ * How the subgroup-matrix kernel splits the work: a workgroup has sgM × sgN subgroups of 32 invocations, each
+ * computing 64 × 64 outputs (so 64·sgM rows × 64·sgN columns per workgroup), and takes `blocks` quantization blocks
+ * (32 of K each) per step. For benches and tuning; the default suits an H100/H200.
+ */
+export interface SubgroupMatrixTiling {
+  sgM: number;
+  sgN: number;
+  blocks: number;
+  /**
+   * Copy each x tile to workgroup memory once (one 16-row block per subgroup, fetched a step early) instead of every
+   * subgroup reading its left matrices from the storage buffer. Written for sgM 2, sgN 4, blocks 1 only.
+   */
+  stageX?: boolean;
+}
+
+export interface Q4MatmulOptions {
+  /** Input features (x's columns, W's columns). */
+  k: number;
+  /** Output features (W's rows). */
+  n: number;
+  dtype: Q4MatmulDtype;
+  /** Default 'none'. */
+  epilogue?: Q4Epilogue;
+  /** Whether a bias [N] is added (then encode() needs io.bias). */
+  bias: boolean;
+  /** Default: the fastest path the device supports for these options. */
+  path?: Q4MatmulPath;
+  /** Subgroup-matrix path only; default DEFAULT_TILING where it fits the device's limits. */
+  tiling?: SubgroupMatrixTiling;
+}
+
+export interface Q4MatmulIO {
+  /** [m, k] of dtype, row-major. */
+  x: GPUBuffer;
+  /** MatMulNBits B: uint8 [n, ⌈k/32⌉, 16]. */
+  blocks: GPUBuffer;
+  /** [n·⌈k/32⌉] of dtype. */
+  scales: GPUBuffer;
+  /** [n] of dtype; required when the kernel was created with bias, refused otherwise. */
+  bias?: GPUBuffer;
+  /** [m, n] of dtype; written in full. */
+  out: GPUBuffer;
+  m: number;
+}
+
+export interface Q4Matmul {
+  readonly path: Q4MatmulPath;
+  readonly k: number;
+  readonly n: number;
+  readonly dtype: Q4MatmulDtype;
+  readonly epilogue: Q4Epilogue;
+  readonly bias: boolean;
+  /** The subgroup-matrix path's tiling, null on the portable path. */
+  readonly tiling: SubgroupMatrixTiling | null;
+  /**
+   * Records the product into a command encoder (in a pass of its own) or into a compute pass the caller has begun.
+   * Nothing is submitted. Throws Q4MatmulShapeError when a size or a buffer does not fit.
+   */
+  encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: Q4MatmulIO): void;
+  /** Encodes, submits and waits: for tests and one-off use, not for the denoising loop. */
+  run(io: Q4MatmulIO): Promise<void>;
+}
+
+/** The options cannot run on this device (missing feature, unsupported size or tiling). */
+export class Q4MatmulConfigError extends Error {
+  override name = 'Q4MatmulConfigError';
+}
+
+/** The buffers or sizes passed to encode() do not match the kernel. */
+export class Q4MatmulShapeError extends Error {
+  override name = 'Q4MatmulShapeError';
+}
+
+export const Q4_BLOCK_SIZE = 32;
+
+/** Floating-point operations of one product (a multiply and an add per weight and row). */
+export function q4MatmulFlops(m: number, k: number, n: number): number {
+  return 2 * m * k * n;
+}
+
+const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
+const PORTABLE_TILE = 64;
+/** The subgroup-matrix kernel's smallest problem: one 16-row matrix. Fewer rows go to the portable kernel. */
+const SUBGROUP_MATRIX_MIN_M = 16;
+/**
+ * 128 rows × 256 columns per workgroup, one quantization block per step, x staged in workgroup memory: 102–112
+ * TFLOP/s on an H200 at FramePack's sizes, against 62–68 for the best tiling that reads x from storage (bench).
+ */
+export const DEFAULT_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 4, blocks: 1, stageX: true };
+/** Where the default does not fit (40 KiB of workgroup memory, 256 invocations): 15 KiB, 128 invocations. */
+const SMALL_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 2, blocks: 1 };
+const FLAG_BIAS = 1;
+const FLAG_GELU = 2;
+
+interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+interface AdapterInfoWithSubgroups {
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+  subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
+}
+
+/** Workgroup bytes of the subgroup-matrix kernel: the f16 W tile plus one f32 16×16 scratch (stride 20) per subgroup. */
+function subgroupMatrixWorkgroupBytes(t: SubgroupMatrixTiling): number {
+  const xTile = t.stageX ? 64 * t.sgM * (32 * t.blocks + 8) * 2 : 0;
+  return 64 * t.sgN * (32 * t.blocks + 8) * 2 + xTile + t.sgM * t.sgN * 16 * 20 * 4;
+}
+
+/** Why this tiling cannot serve K (null when it can). */
+function tilingProblem(t: SubgroupMatrixTiling, k: number): string | null {
+  const ok = (v: number) => [1, 2, 4].includes(v);
+  if (!ok(t.sgM) || !ok(t.sgN) || !ok(t.blocks)) return `tiling ${JSON.stringify(t)} needs sgM, sgN and blocks in {1, 2, 4}`;
+  // Every invocation dequantizes the same whole number of (row, block) pairs per step: 64·sgN·blocks / (32·sgM·sgN).
+  if ((2 * t.blocks) % t.sgM !== 0) return `tiling ${JSON.stringify(t)} leaves invocations without a whole share of the W tile (need 2·blocks divisible by sgM)`;
+  const kBlocks = Math.ceil(k / Q4_BLOCK_SIZE);
+  if (t.stageX && (t.sgM !== 2 || t.sgN !== 4 || t.blocks !== 1)) return `tiling ${JSON.stringify(t)}: x staging is written for sgM 2, sgN 4, blocks 1 only`;
+  if (kBlocks % t.blocks !== 0) return `K = ${k} has ${kBlocks} blocks of 32, not a multiple of the tiling's ${t.blocks} blocks per step`;
+  return null;
+}
+
+function defaultTiling(device: GPUDevice): SubgroupMatrixTiling {
+  const fits = device.limits.maxComputeWorkgroupStorageSize >= subgroupMatrixWorkgroupBytes(DEFAULT_TILING) && device.limits.maxComputeInvocationsPerWorkgroup >= 256;
+  return fits ? DEFAULT_TILING : SMALL_TILING;
+}
+
+/** Why the subgroup-matrix kernel cannot run with these options on this device, or null when it can. */
+export function subgroupMatrixUnavailableReason(device: GPUDevice, options: Pick<Q4MatmulOptions, 'k' | 'dtype' | 'tiling'>): string | null {
+  const has = (f: string) => device.features.has(f as GPUFeatureName);
+  if (!has(SUBGROUP_MATRIX_FEATURE)) return `the device lacks '${SUBGROUP_MATRIX_FEATURE}' (Chrome/Dawn with allow_unsafe_apis on a GPU with matrix units)`;
+  if (!has('subgroups')) return "the device lacks 'subgroups'";
+  if (!has('shader-f16')) return "the device lacks 'shader-f16'";
+  if (options.dtype !== 'f16') return 'it takes f16 tensors only';
+  if (options.k % Q4_BLOCK_SIZE !== 0) return `it needs K to be a multiple of ${Q4_BLOCK_SIZE} (got ${options.k})`;
+  const tiling = options.tiling ?? defaultTiling(device);
+  const problem = tilingProblem(tiling, options.k);
+  if (problem) return problem;
+  const info = (device as unknown as { adapterInfo?: AdapterInfoWithSubgroups }).adapterInfo;
+  // The kernel numbers its subgroups local_invocation_index / 32.
+  if (info?.subgroupMinSize !== undefined && (info.subgroupMinSize !== 32 || info.subgroupMaxSize !== 32)) {
+    return `it needs subgroups of exactly 32 invocations (this device: ${info.subgroupMinSize}–${info.subgroupMaxSize})`;
+  }
+  // Dawn for Node lists the configurations on the adapter's info but an empty list on the device's: only a
+  // non-empty list is evidence.
+  const configs = info?.subgroupMatrixConfigs;
+  if (configs && configs.length > 0 && !configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
+    return 'the device offers no f16 × f16 → f32 16×16×16 subgroup-matrix configuration';
+  }
+  const bytes = subgroupMatrixWorkgroupBytes(tiling);
+  if (device.limits.maxComputeWorkgroupStorageSize < bytes) {
+    return `it needs ${bytes} bytes of workgroup memory (device limit ${device.limits.maxComputeWorkgroupStorageSize})`;
+  }
+  const threads = 32 * tiling.sgM * tiling.sgN;
+  if (device.limits.maxComputeInvocationsPerWorkgroup < threads) {
+    return `it needs ${threads} invocations per workgroup (device limit ${device.limits.maxComputeInvocationsPerWorkgroup})`;
+  }
+  return null;
+}
+
+/** The path createQ4Matmul takes when none is asked for. */
+export function chooseQ4MatmulPath(device: GPUDevice, options: Pick<Q4MatmulOptions, 'k' | 'dtype' | 'tiling'>): Q4MatmulPath {
+  return subgroupMatrixUnavailableReason(device, options) === null ? 'subgroup-matrix' : 'portable';
+}
+
+/**
+ * Builds (or fetches from the cache) the pipeline for these options.
+ * Throws Q4MatmulConfigError when a size is invalid, f16 is asked for without 'shader-f16', or the subgroup-matrix
+ * path is asked for where it cannot run; KernelCompileError when the driver rejects the kernel.
+ */
+export async function createQ4Matmul(device: GPUDevice, options: Q4MatmulOptions): Promise<Q4Matmul> {
+  const { k, n, dtype } = options;
+  const epilogue = options.epilogue ?? 'none';
+  for (const [name, v] of [['k', k], ['n', n]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Q4MatmulConfigError(`${name} must be a positive integer, got ${v}.`);
+  }
+  if (epilogue !== 'none' && epilogue !== 'gelu_tanh') throw new Q4MatmulConfigError(`Unknown epilogue '${String(epilogue)}' (expected 'none' or 'gelu_tanh').`);
+  if (dtype === 'f16' && !device.features.has('shader-f16')) {
+    throw new Q4MatmulConfigError("f16 activations need the 'shader-f16' device feature; run the model in f32 on this device.");
+  }
+  const path = options.path ?? chooseQ4MatmulPath(device, options);
+  const portableKey = `q4Matmul/portable/${dtype}`;
+  const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableSource(dtype)));
+  const flags = (options.bias ? FLAG_BIAS : 0) | (epilogue === 'gelu_tanh' ? FLAG_GELU : 0);
+  const shape = { k, n, dtype, epilogue, bias: options.bias, flags };
+  if (path === 'portable') return new Q4MatmulKernel(device, await portable(), null, path, null, shape);
+  const reason = subgroupMatrixUnavailableReason(device, options);
+  if (reason) throw new Q4MatmulConfigError(`The subgroup-matrix 4-bit matmul cannot run here: ${reason}. Use path 'portable'.`);
+  const tiling = options.tiling ?? defaultTiling(device);
+  const fastKey = `q4Matmul/subgroup-matrix/${tiling.sgM}x${tiling.sgN}x${tiling.blocks}${tiling.stageX ? '/staged-x' : ''}`;
+  const [fast, small] = await Promise.all([
+    cachedPipeline(device, fastKey, () => buildComputePipeline(device, fastKey, subgroupMatrixSource(tiling))),
+    portable(),
+  ]);
+  return new Q4MatmulKernel(device, fast, small, path, tiling, shape);
+}
+
+interface KernelShape {
+  k: number;
+  n: number;
+  dtype: Q4MatmulDtype;
+  epilogue: Q4Epilogue;
+  bias: boolean;
+  flags: number;
+}
+
+class Q4MatmulKernel implements Q4Matmul {
+  readonly k: number;
+  readonly n: number;
+  readonly dtype: Q4MatmulDtype;
+  readonly epilogue: Q4Epilogue;
+  readonly bias: boolean;
+  private readonly flags: number;
+  /** One small uniform buffer per m: the shapes of a run repeat every step. */
+  private readonly params = new Map<number, GPUBuffer>();
+  /** Bound in the bias slot when there is no bias (the kernels read it only when the flag says so). */
+  private noBias: GPUBuffer | null = null;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    /** For the subgroup-matrix path: the portable pipeline that takes problems below its minimum size. */
+    private readonly smallPipeline: GPUComputePipeline | null,
+    readonly path: Q4MatmulPath,
+    readonly tiling: SubgroupMatrixTiling | null,
+    shape: KernelShape,
+  ) {
+    ({ k: this.k, n: this.n, dtype: this.dtype, epilogue: this.epilogue, bias: this.bias, flags: this.flags } = shape);
+  }
+
+  encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: Q4MatmulIO): void {
+    const { m } = io;
+    if (!Number.isInteger(m) || m < 1) throw new Q4MatmulShapeError(`m must be a positive integer, got ${m}.`);
+    if (this.bias && !io.bias) throw new Q4MatmulShapeError('This 4-bit matmul was created with bias: true; pass io.bias ([n] values).');
+    if (!this.bias && io.bias) throw new Q4MatmulShapeError('This 4-bit matmul was created with bias: false but io.bias was given; create it with bias: true.');
+    const small = this.smallPipeline !== null && m < SUBGROUP_MATRIX_MIN_M;
+    const pipeline = small ? this.smallPipeline! : this.pipeline;
+    const rowsPerGroup = small || !this.tiling ? PORTABLE_TILE : 64 * this.tiling.sgM;
+    const colsPerGroup = small || !this.tiling ? PORTABLE_TILE : 64 * this.tiling.sgN;
+    const grid = [Math.ceil(this.n / colsPerGroup), Math.ceil(m / rowsPerGroup)];
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (grid[0] > maxGroups || grid[1] > maxGroups) {
+      throw new Q4MatmulShapeError(`A ${m}×${this.n} product needs a ${grid[0]}×${grid[1]} grid; this device allows ${maxGroups} per dimension. Split the rows over several calls.`);
+    }
+    const elem = this.dtype === 'f16' ? 2 : 4;
+    const kBlocks = Math.ceil(this.k / Q4_BLOCK_SIZE);
+    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string): GPUBufferBinding => {
+      const size = Math.ceil(bytes / 4) * 4;
+      if (buffer.size < size) throw new Q4MatmulShapeError(`4-bit matmul input '${name}' holds ${buffer.size} bytes but ${what} need ${size}.`);
+      if (size > this.device.limits.maxStorageBufferBindingSize) {
+        throw new Q4MatmulShapeError(`4-bit matmul input '${name}' needs a ${size}-byte binding; this device allows ${this.device.limits.maxStorageBufferBindingSize}. Split the rows over several calls.`);
+      }
+      return { buffer, size };
+    };
+    const bindGroup = this.device.createBindGroup({
+      label: `q4Matmul ${m}×${this.k}→${this.n}`,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: this.paramsBuffer(m) } },
+        { binding: 1, resource: binding('x', io.x, m * this.k * elem, `${m} × ${this.k} ${this.dtype}`) },
+        { binding: 2, resource: binding('blocks', io.blocks, this.n * kBlocks * 16, `${this.n} rows × ${kBlocks} blocks × 16 bytes`) },
+        { binding: 3, resource: binding('scales', io.scales, this.n * kBlocks * elem, `${this.n} × ${kBlocks} ${this.dtype} scales`) },
+        { binding: 4, resource: io.bias ? binding('bias', io.bias, this.n * elem, `${this.n} ${this.dtype}`) : { buffer: this.noBiasBuffer() } },
+        { binding: 5, resource: binding('out', io.out, m * this.n * elem, `${m} × ${this.n} ${this.dtype}`) },
+      ],
+    });
+    const ownPass = !isComputePass(target);
+    const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'q4Matmul' });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(grid[0], grid[1]);
+    if (ownPass) pass.end();
+  }
+
+  async run(io: Q4MatmulIO): Promise<void> {
+    const encoder = this.device.createCommandEncoder({ label: 'q4Matmul.run' });
+    this.encode(encoder, io);
+    this.device.queue.submit([encoder.finish()]);
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  private paramsBuffer(m: number): GPUBuffer {
+    let buffer = this.params.get(m);
+    if (!buffer) {
+      // struct Params { m, n, k, kBlocks, flags: u32, (3 × padding) }
+      buffer = this.device.createBuffer({ label: `q4Matmul params m=${m}`, size: 32, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+      new Uint32Array(buffer.getMappedRange()).set([m, this.n, this.k, Math.ceil(this.k / Q4_BLOCK_SIZE), this.flags]);
+      buffer.unmap();
+      this.params.set(m, buffer);
+    }
+    return buffer;
+  }
+
+  private noBiasBuffer(): GPUBuffer {
+    this.noBias ??= this.device.createBuffer({ label: 'q4Matmul no bias', size: 16, usage: GPUBufferUsage.STORAGE });
+    return this.noBias;
+  }
+}
+
+function isComputePass(target: GPUCommandEncoder | GPUComputePassEncoder): target is GPUComputePassEncoder {
+  return typeof (target as GPUComputePassEncoder).dispatchWorkgroups === 'function';
+}
+
+function fill(template: string, values: Record<string, string>): string {
+  return template.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`Unknown placeholder {{${name}}} in the 4-bit matmul kernel source.`);
+    return value;
+  });
+}
+
+/** The portable source with its placeholders filled: {{ENABLE}}, {{ELEM}}. */
+export function portableSource(dtype: Q4MatmulDtype): string {
+  return fill(PORTABLE_SOURCE, { ENABLE: dtype === 'f16' ? 'enable f16;' : '', ELEM: dtype, EPILOGUE: EPILOGUE_FUNCTION });
+}
+
+/** The subgroup-matrix source with its placeholders filled: {{SG_M}}, {{SG_N}}, {{BLOCKS}}. */
+export function subgroupMatrixSource(tiling: SubgroupMatrixTiling): string {
+  if (tiling.stageX) return fill(SUBGROUP_MATRIX_STAGED_SOURCE, { EPILOGUE: EPILOGUE_FUNCTION });
+  return fill(SUBGROUP_MATRIX_SOURCE, { SG_M: String(tiling.sgM), SG_N: String(tiling.sgN), BLOCKS: String(tiling.blocks), EPILOGUE: EPILOGUE_FUNCTION });
+}
+
+// Shared by both kernels: bias, then GELU(tanh). 0.5·(1 + tanh(u)) = 1 / (1 + e^(−2u)), which avoids tanh (some
+// drivers compile it to a fast approximation good to ~1e-3) and the cancellation of 1 − tanh; u is clamped where
+// the factor is 0 or 1 in f32 anyway, so e^(−2u) stays finite.
+const EPILOGUE_FUNCTION = /* wgsl */ `
+fn finish(v: f32, col: u32) -> f32 {
+  var r = v;
+  if ((params.flags & FLAG_BIAS) != 0u) { r += f32(bias[col]); }
+  if ((params.flags & FLAG_GELU) != 0u) {
+    let u = clamp(0.7978845608028654 * (r + 0.044715 * r * r * r), -20.0, 20.0);
+    r = r / (1.0 + exp(-2.0 * u));
+  }
+  return r;
+}
+`;
+
+// Portable kernel. One workgroup = 64 rows × 64 output columns, 256 invocations, each owning 4 rows × 4 columns.
+// Per quantization block (32 of K): the x tile and the dequantized W tile are written to workgroup memory
+// transposed ([k][row] as vec4, so the inner loop reads 4 rows or 4 columns at once); rows past m, columns past n
+// and k past K read as zeros. Dequantization: 4 invocations per W row, one u32 (8 nibbles) each.
+// Workgroup memory: 2 × 8 KiB.
+const PORTABLE_SOURCE = /* wgsl */ `
+{{ENABLE}}
+alias Elem = {{ELEM}};
+
+const TILE: u32 = 64u;
+const BK: u32 = 32u;
+const THREADS: u32 = 256u;
+const FLAG_BIAS: u32 = 1u;
+const FLAG_GELU: u32 = 2u;
+
+struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad1: u32, pad2: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<Elem>;
+@group(0) @binding(2) var<storage, read> blocks: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<Elem>;
+@group(0) @binding(4) var<storage, read> bias: array<Elem>;
+@group(0) @binding(5) var<storage, read_write> y: array<Elem>;
+
+var<workgroup> xTile: array<vec4<f32>, 512>;   // [BK][TILE/4]: x rows of the tile
+var<workgroup> wTile: array<vec4<f32>, 512>;   // [BK][TILE/4]: W rows (output columns) of the tile
+
+{{EPILOGUE}}
+
+fn writeRow(row: u32, col: u32, v: vec4<f32>) {
+  if (row >= params.m) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    if (col + j < params.n) { y[row * params.n + col + j] = Elem(finish(v[j], col + j)); }
+  }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let m = params.m;
+  let n = params.n;
+  let kSize = params.k;
+  let kBlocks = params.kBlocks;
+  let row0 = wg.y * TILE;
+  let col0 = wg.x * TILE;
+  let tr = t / 16u;                // outputs: rows row0 + 4·tr ..
+  let tc = t % 16u;                //          columns col0 + 4·tc ..
+  let wRow = t / 4u;               // dequantization: W row col0 + wRow,
+  let wWord = t % 4u;              //                 u32 wWord of its block
+  let wCol = col0 + wRow;
+
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var kb = 0u; kb < kBlocks; kb++) {
+    let k0 = kb * BK;
+    workgroupBarrier();
+    for (var e = 0u; e < 8u; e++) {
+      let i = t + e * THREADS;
+      let r = i / BK;
+      let kk = i % BK;
+      var v = 0.0;
+      if (row0 + r < m && k0 + kk < kSize) { v = f32(x[(row0 + r) * kSize + k0 + kk]); }
+      xTile[kk * 16u + r / 4u][r % 4u] = v;
+    }
+    var word = 0u;
+    var scale = 0.0;
+    if (wCol < n) {
+      word = blocks[(wCol * kBlocks + kb) * 4u + wWord];
+      scale = f32(scales[wCol * kBlocks + kb]);
+    }
+    for (var j = 0u; j < 8u; j++) {
+      wTile[(wWord * 8u + j) * 16u + wRow / 4u][wRow % 4u] = (f32((word >> (4u * j)) & 15u) - 8.0) * scale;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      let a = xTile[kk * 16u + tr];
+      let b = wTile[kk * 16u + tc];
+      acc0 += a.x * b;
+      acc1 += a.y * b;
+      acc2 += a.z * b;
+      acc3 += a.w * b;
+    }
+  }
+  writeRow(row0 + 4u * tr + 0u, col0 + 4u * tc, acc0);
+  writeRow(row0 + 4u * tr + 1u, col0 + 4u * tc, acc1);
+  writeRow(row0 + 4u * tr + 2u, col0 + 4u * tc, acc2);
+  writeRow(row0 + 4u * tr + 3u, col0 + 4u * tc, acc3);
+}
+`;
+
+// Subgroup-matrix kernel (f16 in and out, K a multiple of 32·BLOCKS, subgroups of 32). One workgroup = SG_M × SG_N
+// subgroups; subgroup (i, j) owns rows 64·i .. of the workgroup's 64·SG_M and columns 64·j .. of its 64·SG_N, as
+// sixteen 16×16 f32 result matrices acc00..acc33 (separate variables: arrays of subgroup matrices crash Dawn).
+// Per step of BK = 32·BLOCKS along K:
+//   1. W: each invocation dequantizes UNITS (row, block) pairs — 16 bytes of nibbles and a scale fetched one step
+//      early into registers — to f16 in wTile ([column][k], row stride padded to BK + 8 so that consecutive columns
+//      fall in different banks and rows stay 16-byte aligned). Columns past n get scale 0.
+//   2. KSTEPS = BK/16 products: 4 left matrices of x (loaded from the storage buffer one k-step ahead, so their
+//      latency hides behind the previous k-step's products) × 4 right matrices of W (column-major from wTile).
+// A 16×16 load must lie wholly inside its buffer, so a row block that would cross m is shifted back to end at m;
+// rows it recomputes are written by their owner only (hence m ≥ 16 here; the dispatcher sends fewer rows to the
+// portable kernel). Epilogue: each result matrix goes through this subgroup's f32 scratch, then its lanes add the
+// bias, apply GELU and write f16 with row and column bounds.
+// Workgroup memory: 64·SG_N·(BK + 8) f16 + SG_M·SG_N·1.25 KiB scratch (28 KiB at 4 × 2 × 2). Every workgroup
+// variable is a multiple of 16 bytes (see flashAttention.ts: a misaligned base gave wrong results on an H200).
+const SUBGROUP_MATRIX_SOURCE = /* wgsl */ `
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+diagnostic(off, subgroup_uniformity);
+
+alias Left = subgroup_matrix_left<f16, 16, 16>;
+alias Right = subgroup_matrix_right<f16, 16, 16>;
+alias Acc = subgroup_matrix_result<f32, 16, 16>;
+
+const SG_M: u32 = {{SG_M}}u;
+const SG_N: u32 = {{SG_N}}u;
+const BLOCKS: u32 = {{BLOCKS}}u;
+const THREADS: u32 = 32u * SG_M * SG_N;
+const TILE_M: u32 = 64u * SG_M;
+const TILE_N: u32 = 64u * SG_N;
+const BK: u32 = 32u * BLOCKS;
+const KSTEPS: u32 = BK / 16u;
+const W_STRIDE: u32 = BK + 8u;                   // f16
+const UNITS: u32 = TILE_N * BLOCKS / THREADS;    // (W row, block) pairs each invocation dequantizes per step
+const S_STRIDE: u32 = 20u;                       // f32
+const FLAG_BIAS: u32 = 1u;
+const FLAG_GELU: u32 = 2u;
+
+struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad1: u32, pad2: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f16>;
+@group(0) @binding(2) var<storage, read> blocks: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> scales: array<f16>;
+@group(0) @binding(4) var<storage, read> bias: array<f16>;
+@group(0) @binding(5) var<storage, read_write> y: array<f16>;
+
+var<workgroup> wTile: array<f16, TILE_N * W_STRIDE>;                 // [TILE_N][W_STRIDE]
+var<workgroup> scratch: array<f32, SG_M * SG_N * 16u * S_STRIDE>;    // per subgroup [16][S_STRIDE]
+
+{{EPILOGUE}}
+
+// 32 nibbles of one (row, block) → f16 at wTile[slot ..]; element 8w + j is bits 4j.. of word w.
+fn dequantize(slot: u32, word: vec4<u32>, scale: f16) {
+  for (var w = 0u; w < 4u; w++) {
+    let v = vec4<u32>(word[w]);
+    let lo = (vec4<f16>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
+    let hi = (vec4<f16>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
+    let o = slot + 8u * w;
+    wTile[o] = lo.x;
+    wTile[o + 1u] = lo.y;
+    wTile[o + 2u] = lo.z;
+    wTile[o + 3u] = lo.w;
+    wTile[o + 4u] = hi.x;
+    wTile[o + 5u] = hi.y;
+    wTile[o + 6u] = hi.z;
+    wTile[o + 7u] = hi.w;
+  }
+}
+
+// Writes the result matrix this subgroup just stored to its scratch: rows from min(nominalRow, m − 16), of which
+// only those ≥ nominalRow are its own, columns col0 ... All subgroups call it together (it holds barriers).
+fn writeTile(sBase: u32, lane: u32, nominalRow: u32, col0: u32) {
+  workgroupBarrier();
+  let m = params.m;
+  let n = params.n;
+  let rowStart = min(nominalRow, m - 16u);
+  for (var e = 0u; e < 8u; e++) {
+    let i = lane + 32u * e;
+    let row = rowStart + i / 16u;
+    let col = col0 + i % 16u;
+    if (row >= nominalRow && row < m && col < n) {
+      y[row * n + col] = f16(finish(scratch[sBase + (i / 16u) * S_STRIDE + i % 16u], col));
+    }
+  }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let sg = t / 32u;
+  let lane = t % 32u;
+  let m = params.m;
+  let n = params.n;
+  let kSize = params.k;
+  let kBlocks = params.kBlocks;
+  let rowNominal = wg.y * TILE_M + (sg % SG_M) * 64u;   // this subgroup's first row
+  let xo0 = min(rowNominal, m - 16u) * kSize;           // its four 16-row blocks of x, shifted into bounds
+  let xo1 = min(rowNominal + 16u, m - 16u) * kSize;
+  let xo2 = min(rowNominal + 32u, m - 16u) * kSize;
+  let xo3 = min(rowNominal + 48u, m - 16u) * kSize;
+  let colTile = wg.x * TILE_N;
+  let wOffset = (sg / SG_M) * 64u * W_STRIDE;           // its 64 columns in wTile
+  let steps = kBlocks / BLOCKS;
+
+  var wFrom: array<u32, UNITS>;        // (row, block) index of the first step; rows past n read row n − 1, scale 0
+  var wSlot: array<u32, UNITS>;
+  var wLive: array<u32, UNITS>;
+  var words: array<vec4<u32>, UNITS>;
+  var wScales: array<f16, UNITS>;
+  for (var e = 0u; e < UNITS; e++) {
+    let u = t + e * THREADS;
+    let row = colTile + u / BLOCKS;
+    wFrom[e] = min(row, n - 1u) * kBlocks + u % BLOCKS;
+    wSlot[e] = (u / BLOCKS) * W_STRIDE + (u % BLOCKS) * 32u;
+    wLive[e] = select(0u, 1u, row < n);
+    words[e] = blocks[wFrom[e]];
+    wScales[e] = select(0.0h, scales[wFrom[e]], row < n);
+  }
+
+  var acc00 = Acc();
+  var acc01 = Acc();
+  var acc02 = Acc();
+  var acc03 = Acc();
+  var acc10 = Acc();
+  var acc11 = Acc();
+  var acc12 = Acc();
+  var acc13 = Acc();
+  var acc20 = Acc();
+  var acc21 = Acc();
+  var acc22 = Acc();
+  var acc23 = Acc();
+  var acc30 = Acc();
+  var acc31 = Acc();
+  var acc32 = Acc();
+  var acc33 = Acc();
+  var a0 = subgroupMatrixLoad<Left, row_major>(&x, xo0, kSize);
+  var a1 = subgroupMatrixLoad<Left, row_major>(&x, xo1, kSize);
+  var a2 = subgroupMatrixLoad<Left, row_major>(&x, xo2, kSize);
+  var a3 = subgroupMatrixLoad<Left, row_major>(&x, xo3, kSize);
+
+  for (var kStep = 0u; kStep < steps; kStep++) {
+    workgroupBarrier();                                // the previous step's wTile reads are done
+    for (var e = 0u; e < UNITS; e++) { dequantize(wSlot[e], words[e], wScales[e]); }
+    workgroupBarrier();
+    let next = min(kStep + 1u, steps - 1u) * BLOCKS;    // the last step fetches itself again, harmlessly
+    for (var e = 0u; e < UNITS; e++) {
+      words[e] = blocks[wFrom[e] + next];
+      wScales[e] = select(0.0h, scales[wFrom[e] + next], wLive[e] != 0u);
+    }
+    for (var s = 0u; s < KSTEPS; s++) {
+      let kNext = min(kStep * BK + 16u * (s + 1u), kSize - 16u);
+      let p0 = subgroupMatrixLoad<Left, row_major>(&x, xo0 + kNext, kSize);
+      let p1 = subgroupMatrixLoad<Left, row_major>(&x, xo1 + kNext, kSize);
+      let p2 = subgroupMatrixLoad<Left, row_major>(&x, xo2 + kNext, kSize);
+      let p3 = subgroupMatrixLoad<Left, row_major>(&x, xo3 + kNext, kSize);
+      let wb = wOffset + 16u * s;
+      let b0 = subgroupMatrixLoad<Right, col_major>(&wTile, wb, W_STRIDE);
+      let b1 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 16u * W_STRIDE, W_STRIDE);
+      let b2 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 32u * W_STRIDE, W_STRIDE);
+      let b3 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 48u * W_STRIDE, W_STRIDE);
+      acc00 = subgroupMatrixMultiplyAccumulate(a0, b0, acc00);
+      acc01 = subgroupMatrixMultiplyAccumulate(a0, b1, acc01);
+      acc02 = subgroupMatrixMultiplyAccumulate(a0, b2, acc02);
+      acc03 = subgroupMatrixMultiplyAccumulate(a0, b3, acc03);
+      acc10 = subgroupMatrixMultiplyAccumulate(a1, b0, acc10);
+      acc11 = subgroupMatrixMultiplyAccumulate(a1, b1, acc11);
+      acc12 = subgroupMatrixMultiplyAccumulate(a1, b2, acc12);
+      acc13 = subgroupMatrixMultiplyAccumulate(a1, b3, acc13);
+      acc20 = subgroupMatrixMultiplyAccumulate(a2, b0, acc20);
+      acc21 = subgroupMatrixMultiplyAccumulate(a2, b1, acc21);
+      acc22 = subgroupMatrixMultiplyAccumulate(a2, b2, acc22);
+      acc23 = subgroupMatrixMultiplyAccumulate(a2, b3, acc23);
+      acc30 = subgroupMatrixMultiplyAccumulate(a3, b0, acc30);
+      acc31 = subgroupMatrixMultiplyAccumulate(a3, b1, acc31);
+      acc32 = subgroupMatrixMultiplyAccumulate(a3, b2, acc32);
+      acc33 = subgroupMatrixMultiplyAccumulate(a3, b3, acc33);
+      a0 = p0;
+      a1 = p1;
+      a2 = p2;
+      a3 = p3;
+    }
+  }
+
+  let sBase = sg * 16u * S_STRIDE;
+  let c0 = colTile + (sg / SG_M) * 64u;
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc00, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc01, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc02, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc03, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0 + 48u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc10, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc11, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc12, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc13, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0 + 48u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc20, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc21, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc22, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc23, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0 + 48u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc30, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc31, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc32, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc33, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0 + 48u);
+}
+`;
+
+// The same product with x staged through workgroup memory (tiling 2 × 4 subgroups, one block per step): 128 rows ×
+// 256 columns per workgroup. Per step, subgroup sg copies x rows 16·sg .. 16·sg + 15 of the tile (two 16×16 left
+// matrices, fetched from the storage buffer a step early and stored with subgroup-matrix stores, shifted back to
+// end at m like the row blocks of the kernel above) and dequantizes one W row's block; every subgroup then reads
+// its four left matrices per k-step from xTile. Storage reads of x drop from 8 to 2 left matrices per subgroup and
+// step, which took the same tiling from 62–65 to 102–112 TFLOP/s on an H200 (Vulkan, driver 580).
+// Workgroup memory: 10 KiB xTile + 20 KiB wTile + 10 KiB scratch.
+const SUBGROUP_MATRIX_STAGED_SOURCE = /* wgsl */ `
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+diagnostic(off, subgroup_uniformity);
+
+alias Left = subgroup_matrix_left<f16, 16, 16>;
+alias Right = subgroup_matrix_right<f16, 16, 16>;
+alias Acc = subgroup_matrix_result<f32, 16, 16>;
+
+const THREADS: u32 = 256u;
+const TILE_M: u32 = 128u;
+const TILE_N: u32 = 256u;
+const BK: u32 = 32u;
+const W_STRIDE: u32 = 40u;                       // f16
+const X_STRIDE: u32 = 40u;                       // f16
+const S_STRIDE: u32 = 20u;                       // f32
+const FLAG_BIAS: u32 = 1u;
+const FLAG_GELU: u32 = 2u;
+
+struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad1: u32, pad2: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f16>;
+@group(0) @binding(2) var<storage, read> blocks: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> scales: array<f16>;
+@group(0) @binding(4) var<storage, read> bias: array<f16>;
+@group(0) @binding(5) var<storage, read_write> y: array<f16>;
+
+var<workgroup> xTile: array<f16, 5120>;      // [TILE_M][X_STRIDE]
+var<workgroup> wTile: array<f16, 10240>;     // [TILE_N][W_STRIDE]
+var<workgroup> scratch: array<f32, 2560>;    // per subgroup [16][S_STRIDE]
+
+{{EPILOGUE}}
+
+fn dequantize(slot: u32, word: vec4<u32>, scale: f16) {
+  for (var w = 0u; w < 4u; w++) {
+    let v = vec4<u32>(word[w]);
+    let lo = (vec4<f16>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
+    let hi = (vec4<f16>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
+    let o = slot + 8u * w;
+    wTile[o] = lo.x;
+    wTile[o + 1u] = lo.y;
+    wTile[o + 2u] = lo.z;
+    wTile[o + 3u] = lo.w;
+    wTile[o + 4u] = hi.x;
+    wTile[o + 5u] = hi.y;
+    wTile[o + 6u] = hi.z;
+    wTile[o + 7u] = hi.w;
+  }
+}
+
+fn writeTile(sBase: u32, lane: u32, nominalRow: u32, col0: u32) {
+  workgroupBarrier();
+  let m = params.m;
+  let n = params.n;
+  let rowStart = min(nominalRow, m - 16u);
+  for (var e = 0u; e < 8u; e++) {
+    let i = lane + 32u * e;
+    let row = rowStart + i / 16u;
+    let col = col0 + i % 16u;
+    if (row >= nominalRow && row < m && col < n) {
+      y[row * n + col] = f16(finish(scratch[sBase + (i / 16u) * S_STRIDE + i % 16u], col));
+    }
+  }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let sg = t / 32u;
+  let lane = t % 32u;
+  let m = params.m;
+  let n = params.n;
+  let kSize = params.k;
+  let kBlocks = params.kBlocks;
+  let rowNominal = wg.y * TILE_M + (sg % 2u) * 64u;     // this subgroup's first output row
+  let xRead = (sg % 2u) * 64u * X_STRIDE;                // its 64 rows in xTile
+  let copyFrom = min(wg.y * TILE_M + 16u * sg, m - 16u) * kSize;   // the 16 rows of x it copies
+  let copyTo = 16u * sg * X_STRIDE;
+  let colTile = wg.x * TILE_N;
+  let wOffset = (sg / 2u) * 64u * W_STRIDE;             // its 64 columns in wTile
+  let wRow = colTile + t;                                 // the W row it dequantizes
+  let wLive = wRow < n;
+  let wFrom = min(wRow, n - 1u) * kBlocks;
+  let wSlot = t * W_STRIDE;
+
+  var word = blocks[wFrom];
+  var wScale = select(0.0h, scales[wFrom], wLive);
+  var f0 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom, kSize);
+  var f1 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom + 16u, kSize);
+
+  var acc00 = Acc();
+  var acc01 = Acc();
+  var acc02 = Acc();
+  var acc03 = Acc();
+  var acc10 = Acc();
+  var acc11 = Acc();
+  var acc12 = Acc();
+  var acc13 = Acc();
+  var acc20 = Acc();
+  var acc21 = Acc();
+  var acc22 = Acc();
+  var acc23 = Acc();
+  var acc30 = Acc();
+  var acc31 = Acc();
+  var acc32 = Acc();
+  var acc33 = Acc();
+
+  for (var kStep = 0u; kStep < kBlocks; kStep++) {
+    workgroupBarrier();                                  // the previous step's tile reads are done
+    subgroupMatrixStore<row_major>(&xTile, copyTo, f0, X_STRIDE);
+    subgroupMatrixStore<row_major>(&xTile, copyTo + 16u, f1, X_STRIDE);
+    dequantize(wSlot, word, wScale);
+    workgroupBarrier();
+    let next = min(kStep + 1u, kBlocks - 1u);            // the last step fetches itself again, harmlessly
+    word = blocks[wFrom + next];
+    wScale = select(0.0h, scales[wFrom + next], wLive);
+    f0 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom + next * BK, kSize);
+    f1 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom + next * BK + 16u, kSize);
+    for (var s = 0u; s < 2u; s++) {
+      let xb = xRead + 16u * s;
+      let a0 = subgroupMatrixLoad<Left, row_major>(&xTile, xb, X_STRIDE);
+      let a1 = subgroupMatrixLoad<Left, row_major>(&xTile, xb + 16u * X_STRIDE, X_STRIDE);
+      let a2 = subgroupMatrixLoad<Left, row_major>(&xTile, xb + 32u * X_STRIDE, X_STRIDE);
+      let a3 = subgroupMatrixLoad<Left, row_major>(&xTile, xb + 48u * X_STRIDE, X_STRIDE);
+      let wb = wOffset + 16u * s;
+      let b0 = subgroupMatrixLoad<Right, col_major>(&wTile, wb, W_STRIDE);
+      let b1 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 16u * W_STRIDE, W_STRIDE);
+      let b2 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 32u * W_STRIDE, W_STRIDE);
+      let b3 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 48u * W_STRIDE, W_STRIDE);
+      acc00 = subgroupMatrixMultiplyAccumulate(a0, b0, acc00);
+      acc01 = subgroupMatrixMultiplyAccumulate(a0, b1, acc01);
+      acc02 = subgroupMatrixMultiplyAccumulate(a0, b2, acc02);
+      acc03 = subgroupMatrixMultiplyAccumulate(a0, b3, acc03);
+      acc10 = subgroupMatrixMultiplyAccumulate(a1, b0, acc10);
+      acc11 = subgroupMatrixMultiplyAccumulate(a1, b1, acc11);
+      acc12 = subgroupMatrixMultiplyAccumulate(a1, b2, acc12);
+      acc13 = subgroupMatrixMultiplyAccumulate(a1, b3, acc13);
+      acc20 = subgroupMatrixMultiplyAccumulate(a2, b0, acc20);
+      acc21 = subgroupMatrixMultiplyAccumulate(a2, b1, acc21);
+      acc22 = subgroupMatrixMultiplyAccumulate(a2, b2, acc22);
+      acc23 = subgroupMatrixMultiplyAccumulate(a2, b3, acc23);
+      acc30 = subgroupMatrixMultiplyAccumulate(a3, b0, acc30);
+      acc31 = subgroupMatrixMultiplyAccumulate(a3, b1, acc31);
+      acc32 = subgroupMatrixMultiplyAccumulate(a3, b2, acc32);
+      acc33 = subgroupMatrixMultiplyAccumulate(a3, b3, acc33);
+    }
+  }
+
+  let sBase = sg * 16u * S_STRIDE;
+  let c0 = colTile + (sg / 2u) * 64u;
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc00, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc01, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc02, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc03, S_STRIDE);
+  writeTile(sBase, lane, rowNominal, c0 + 48u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc10, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc11, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc12, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc13, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 16u, c0 + 48u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc20, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc21, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc22, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc23, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 32u, c0 + 48u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc30, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc31, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0 + 16u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc32, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0 + 32u);
+  subgroupMatrixStore<row_major>(&scratch, sBase, acc33, S_STRIDE);
+  writeTile(sBase, lane, rowNominal + 48u, c0 + 48u);
+}
+`;
