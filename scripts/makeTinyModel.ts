@@ -584,10 +584,23 @@ interface StoredTensor {
   bytes: Uint8Array;
 }
 
+/** Module order by name, numbers compared as numbers (blocks.2 before blocks.10), so no builder's order leaks in. */
+function moduleOrder(a: string, b: string): number {
+  const pa = a.split(/(\d+)/);
+  const pb = b.split(/(\d+)/);
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    if (pa[i] === pb[i]) continue;
+    const numeric = i % 2 === 1;
+    return numeric ? Number(pa[i]) - Number(pb[i]) : pa[i] < pb[i] ? -1 : 1;
+  }
+  return pa.length - pb.length;
+}
+
 function storedTensors(list: TensorList, seed: number, style: InitStyle, dtype: StoredDType): StoredTensor[] {
   const gen = new TorchGenerator(seed);
   const narrow = dtype === 'BF16' ? f32ToBf16Bits : f32ToF16Bits;
-  return [...list].map(([name, shape]) => {
+  // Values are drawn in a fixed order of names, so the files do not change when a builder lists its inputs differently.
+  return [...list].sort(([a], [b]) => moduleOrder(a, b)).map(([name, shape]) => {
     const values = randomValues(gen, name, shape, style);
     const bits = new Uint16Array(values.length);
     for (let i = 0; i < values.length; i++) bits[i] = narrow(values[i]);
