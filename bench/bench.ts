@@ -1,23 +1,27 @@
 // `npm run bench`: the FramePack transformer at its real configuration (20 dual + 40 single blocks, 3072 wide,
-// 24 heads) on a real GPU through the product's code path — the same graph builders (src/models/dit.ts), the same
-// ORT sessions, the same flash-attention kernel between the block halves — with random 4-bit weights of realistic
-// scale, at the 640-bucket token counts. Prints per-block and per-step times (median of several), TFLOP/s per op
-// class, weight bytes and peak live GPU bytes, then (when bench/torch_reference.py ran in the same invocation and
-// its JSON is passed with --torch FILE) the PyTorch bf16 figures and the ratio.
+// 24 heads) on a real GPU through the product's code path — the same block plans (src/models/dit.ts) run by the
+// same block runner (src/worker/dit.ts createDiTBlockRunner): ORT graphs, the flash-attention kernel and the 4-bit
+// matmul kernel — with random 4-bit weights of realistic scale, at the 640-bucket token counts. Prints per-block
+// times split into ORT graphs, attention and kernel linears (each stage waited for; median of several) with every
+// stage's own median, per-step times, TFLOP/s per op class, weight bytes and peak live GPU bytes, then (when
+// bench/torch_reference.py ran in the same invocation and its JSON is passed with --torch FILE) the PyTorch bf16
+// figures and the ratio.
 //
 // Usage (GPU machine, from a bundle): node bench.mjs [--image-tokens 17500] [--text-tokens 256] [--repeats 5]
-//   [--dtype float16|float32] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
+//   [--dtype float16|float32] [--linears kernel|onnx] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
+// --linears onnx keeps every linear in ORT's MatMulNBits (the path before the 4-bit kernel), for comparison.
 // --step also runs two whole steps (60 blocks with their own weights) all resident, then streamed within --stream-gb.
 
 import { readFileSync } from 'node:fs';
 import realConfig from '../src/models/configs/transformer.json' with { type: 'json' };
-import { buildDiTGraphs, hiddenSize, mlpWidth, parseDiTConfig, DIT_IO, type DiTConfig } from '../src/models/dit.ts';
+import { buildDiTGraphs, hiddenSize, mlpWidth, parseDiTConfig, type BlockPlan, type BlockStage, type DiTConfig } from '../src/models/dit.ts';
 import type { BuiltGraph } from '../src/models/graph.ts';
 import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
 import { requestGpu } from '../src/runtime/device.ts';
-import { createSession, gpuTensor, setupOrt, type GraphSession, type OrtTensor } from '../src/runtime/ort.ts';
+import { gpuTensor, setupOrt, type OrtTensor } from '../src/runtime/ort.ts';
 import { WeightResidency, hostBlockBytes, type HostBlock, type HostTensor } from '../src/runtime/residency.ts';
-import { createFlashAttention, attentionFlops } from '../src/kernels/flashAttention.ts';
+import { attentionFlops } from '../src/kernels/flashAttention.ts';
+import { createDiTBlockRunner, type BlockKind, type DiTStreams } from '../src/worker/dit.ts';
 import { f32ToF16 } from '../src/weights/dtypes.ts';
 import { trackGpuMemory } from '../src/runtime/gpuMemory.ts';
 
@@ -45,8 +49,11 @@ const dtype = (opt('dtype', ctx.capabilities.shaderF16 ? 'float16' : 'float32'))
 
 const config: DiTConfig = parseDiTConfig(small ? { ...realConfig, num_attention_heads: 2, attention_head_dim: 128, rope_axes_dim: [16, 56, 56] } : realConfig);
 const d = hiddenSize(config);
-const graphs = buildDiTGraphs(config, { dtype, quantized: true, attention: 'external' });
-const split = graphs.split!;
+// 'kernel' (the product's default on WebGPU): the widest 4-bit linears in src/kernels/q4Matmul.ts; 'onnx': all in ORT.
+const linears = opt('linears', 'kernel') as 'kernel' | 'onnx';
+const graphs = buildDiTGraphs(config, { dtype, quantized: true, attention: 'external', linears });
+const plans = graphs.blocks;
+const planGraphs = (plan: BlockPlan): BuiltGraph[] => [...plan.stages.flatMap((s) => (s.op === 'graph' ? [s.graph] : [])), ...(plan.linearWeights ? [plan.linearWeights] : [])];
 
 // ── random weights of realistic scale ──
 let seed = 12345;
@@ -55,7 +62,6 @@ const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 
 function randomBlock(graph: BuiltGraph, key: string): HostBlock {
   const tensors: Record<string, HostTensor> = {};
   for (const w of graph.weights) {
-    const inF = w.shape[1] ?? w.shape[0];
     if (w.layout === 'q4' && w.part === 'blocks') {
       const n = w.shape[0] * Math.ceil(w.shape[1] / 32) * 16;
       const data = new Uint8Array(n);
@@ -69,26 +75,25 @@ function randomBlock(graph: BuiltGraph, key: string): HostBlock {
       const dims = w.layout === 'q4' ? [n] : w.layout === 'transpose' ? [w.shape[1], w.shape[0]] : w.shape;
       tensors[w.input] = w.dtype === 'float16' ? { dtype: 'float16', dims, data: f32ToF16(values) } : { dtype: 'float32', dims, data: values };
     }
-    void inF;
   }
   return { key, tensors };
 }
 
-const residency = new WeightResidency(device);
 const loadStart = performance.now();
-const blocks = {
-  dualPre: randomBlock(split.dualPre, 'dualPre'),
-  dualPost: randomBlock(split.dualPost, 'dualPost'),
-  singlePre: randomBlock(split.singlePre, 'singlePre'),
-  singlePost: randomBlock(split.singlePost, 'singlePost'),
+// One random set per graph, shared by every block; each block index is its own HostBlock (own residency key), as
+// each block of a job is.
+const random = new Map<BuiltGraph, HostBlock>();
+for (const graph of [...planGraphs(plans.dual), ...planGraphs(plans.single)]) if (!random.has(graph)) random.set(graph, randomBlock(graph, graph.name));
+const perBlock = new Map<string, HostBlock>();
+const hostBlock = async (graph: BuiltGraph, block: number): Promise<HostBlock> => {
+  const key = `${graph.name}/${block}`;
+  let host = perBlock.get(key);
+  if (!host) perBlock.set(key, (host = { key, tensors: random.get(graph)!.tensors }));
+  return host;
 };
-const sessions: Record<keyof typeof blocks, GraphSession> = {
-  dualPre: await createSession(split.dualPre, 'webgpu', { outputsOnGpu: true }),
-  dualPost: await createSession(split.dualPost, 'webgpu', { outputsOnGpu: true }),
-  singlePre: await createSession(split.singlePre, 'webgpu', { outputsOnGpu: true }),
-  singlePost: await createSession(split.singlePost, 'webgpu', { outputsOnGpu: true }),
-};
-const kernel = await createFlashAttention(device, { heads: config.heads, headDim: config.headDim, dtype: dtype === 'float16' ? 'f16' : 'f32' });
+// The residency the runner feeds from; swapped for the whole-step runs.
+let residency = new WeightResidency(device);
+const runner = await createDiTBlockRunner(config, plans, { provider: 'webgpu', dtype, hostBlock, residency: { feeds: (b) => residency.feeds(b) } });
 const loadMs = performance.now() - loadStart;
 
 // ── activations on the GPU ──
@@ -99,72 +104,57 @@ function gpuRandom(dims: number[], scale: number): OrtTensor {
   device.queue.writeBuffer(buffer, 0, data);
   return gpuTensor(buffer, 'float32', dims);
 }
-const angles = new Float32Array(imageTokens * config.headDim).map(() => rand() * 6.28);
-const cosT = gpuRandom([imageTokens, config.headDim], 1);
-const sinT = gpuRandom([imageTokens, config.headDim], 1);
-void angles;
-const streams = {
-  [DIT_IO.imageTokens]: gpuRandom([1, imageTokens, d], 1),
-  [DIT_IO.contextTokens]: gpuRandom([1, condTokens, d], 1),
-  [DIT_IO.temb]: gpuRandom([1, d], 1),
-  [DIT_IO.ropeCos]: cosT,
-  [DIT_IO.ropeSin]: sinT,
+const streams: DiTStreams = {
+  x: gpuRandom([1, imageTokens, d], 1),
+  ctx: gpuRandom([1, condTokens, d], 1),
+  temb: gpuRandom([1, d], 1),
+  cos: gpuRandom([imageTokens, config.headDim], 1),
+  sin: gpuRandom([imageTokens, config.headDim], 1),
 };
 const tokens = imageTokens + condTokens;
-const attnOut = device.createBuffer({ size: tokens * d * (dtype === 'float16' ? 2 : 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
 
 async function gpuIdle(): Promise<void> {
   await device.queue.onSubmittedWorkDone();
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const stageName = (s: BlockStage) => (s.op === 'graph' ? s.graph.name : s.op === 'attention' ? 'attention' : `q4 ${s.linear.parts.map((p) => p.prefix.split('.').slice(2).join('.')).join('+')}[${s.linear.kOffset}:${s.linear.kOffset + s.linear.k}]`);
 
-/** One block split in three timed parts: pre graph, kernel, post graph (each waited for on the GPU). */
-async function timeBlock(pre: keyof typeof blocks, post: keyof typeof blocks) {
-  const times = { pre: [] as number[], attention: [] as number[], post: [] as number[], total: [] as number[] };
+/**
+ * One block through the runner, each stage waited for on the GPU and timed (median of the repeats after a first,
+ * compiling, run), grouped as ORT graphs, attention and kernel linears; total is the sum of the stage medians.
+ */
+async function timeBlock(kind: BlockKind) {
+  const perStage = new Map<string, number[]>();
   for (let r = 0; r < repeats + 1; r++) {
-    const t0 = performance.now();
-    const a = await sessions[pre].run({ ...residency.feeds(blocks[pre]), ...streams });
-    await gpuIdle();
-    const t1 = performance.now();
-    const enc = device.createCommandEncoder();
-    kernel.encode(enc, { q: a.q.gpuBuffer, k: a.k.gpuBuffer, v: a.v.gpuBuffer, out: attnOut, nq: tokens, nk: tokens });
-    device.queue.submit([enc.finish()]);
-    await gpuIdle();
-    const t2 = performance.now();
-    const feeds: Record<string, OrtTensor> = { ...residency.feeds(blocks[post]), [DIT_IO.imageTokens]: streams[DIT_IO.imageTokens], [DIT_IO.contextTokens]: streams[DIT_IO.contextTokens], [DIT_IO.attention]: gpuTensor(attnOut, dtype, [1, tokens, d]) };
-    for (const i of split[post].inputs) if (i.name in a) feeds[i.name] = a[i.name];
-    const out = await sessions[post].run(feeds);
-    await gpuIdle();
-    const t3 = performance.now();
-    for (const t of [...Object.values(a), ...Object.values(out)]) t.dispose();
+    const seen: [BlockStage, number][] = [];
+    const out = await runner.run(kind, 0, streams, { onStage: (stage, ms) => seen.push([stage, ms]) });
+    out.x.dispose();
+    out.ctx.dispose();
     if (r === 0) continue; // the first run compiles shaders
-    times.pre.push(t1 - t0);
-    times.attention.push(t2 - t1);
-    times.post.push(t3 - t2);
-    times.total.push(t3 - t0);
+    for (const [stage, ms] of seen) perStage.set(stageName(stage), [...(perStage.get(stageName(stage)) ?? []), ms]);
   }
-  return { pre: median(times.pre), attention: median(times.attention), post: median(times.post), total: median(times.total) };
+  const stages = Object.fromEntries([...perStage].map(([name, ms]) => [name, median(ms)]));
+  const sum = (match: (s: BlockStage) => boolean) => plans[kind].stages.filter(match).reduce((t, s) => t + stages[stageName(s)], 0);
+  const graphsMs = sum((s) => s.op === 'graph');
+  const attentionMs = sum((s) => s.op === 'attention');
+  const linearsMs = sum((s) => s.op === 'linear');
+  return { graphs: graphsMs, attention: attentionMs, kernelLinears: linearsMs, total: graphsMs + attentionMs + linearsMs, stages };
 }
 
-const dual = await timeBlock('dualPre', 'dualPost');
-const single = await timeBlock('singlePre', 'singlePost');
+const dual = await timeBlock('dual');
+const single = await timeBlock('single');
 
 /**
  * A whole step's 60 blocks, each block its own weights (keys per index, so residency uploads or streams each one
  * as it would in a job), timed end to end; the live-buffer peak then covers every resident weight.
  */
-async function timeStep(stepResidency: WeightResidency): Promise<number> {
+async function timeStep(): Promise<number> {
   const t0 = performance.now();
-  for (const [pre, post, count] of [['dualPre', 'dualPost', config.layers], ['singlePre', 'singlePost', config.singleLayers]] as const) {
+  for (const [kind, count] of [['dual', config.layers], ['single', config.singleLayers]] as const) {
     for (let i = 0; i < count; i++) {
-      const a = await sessions[pre].run({ ...stepResidency.feeds({ ...blocks[pre], key: `${pre}/${i}` }), ...streams });
-      const enc = device.createCommandEncoder();
-      kernel.encode(enc, { q: a.q.gpuBuffer, k: a.k.gpuBuffer, v: a.v.gpuBuffer, out: attnOut, nq: tokens, nk: tokens });
-      device.queue.submit([enc.finish()]);
-      const feeds: Record<string, OrtTensor> = { ...stepResidency.feeds({ ...blocks[post], key: `${post}/${i}` }), [DIT_IO.imageTokens]: streams[DIT_IO.imageTokens], [DIT_IO.contextTokens]: streams[DIT_IO.contextTokens], [DIT_IO.attention]: gpuTensor(attnOut, dtype, [1, tokens, d]) };
-      for (const inp of split[post].inputs) if (inp.name in a) feeds[inp.name] = a[inp.name];
-      const out = await sessions[post].run(feeds);
-      for (const t of [...Object.values(a), ...Object.values(out)]) t.dispose();
+      const out = await runner.run(kind, i, streams);
+      out.x.dispose();
+      out.ctx.dispose();
     }
   }
   await gpuIdle();
@@ -174,39 +164,47 @@ async function timeStep(stepResidency: WeightResidency): Promise<number> {
 const stepRuns: { budgetGiB: number | null; firstMs: number; secondMs: number; peakLiveGpuBytes: number; residentBytes: number; streamedBytesPerStep: number }[] = [];
 if (flag('step')) {
   for (const budgetGiB of [null, Number(opt('stream-gb', '6'))]) {
-    const r = new WeightResidency(device, budgetGiB === null ? Infinity : budgetGiB * 2 ** 30);
+    const previous = residency;
+    residency = new WeightResidency(device, budgetGiB === null ? Infinity : budgetGiB * 2 ** 30);
+    previous.release();
     tracked.resetPeak();
-    const firstMs = await timeStep(r); // uploads (or streams) every block
-    const streamedBefore = r.stats.streamedBytes;
-    const secondMs = await timeStep(r);
-    stepRuns.push({ budgetGiB, firstMs, secondMs, peakLiveGpuBytes: tracked.peak(), residentBytes: r.stats.residentBytes, streamedBytesPerStep: r.stats.streamedBytes - streamedBefore });
-    r.release();
+    const firstMs = await timeStep(); // uploads (or streams) every block
+    const streamedBefore = residency.stats.streamedBytes;
+    const secondMs = await timeStep();
+    stepRuns.push({ budgetGiB, firstMs, secondMs, peakLiveGpuBytes: tracked.peak(), residentBytes: residency.stats.residentBytes, streamedBytesPerStep: residency.stats.streamedBytes - streamedBefore });
   }
 }
 
 // FLOPs: linears 2·tokens·in·out; attention 4·N²·D.
 const m = mlpWidth(config);
-const nImg = imageTokens;
-const nCtx = condTokens;
-const dualLinear = 2 * (nImg + nCtx) * d * (3 * d) + 2 * (nImg + nCtx) * d * d + 2 * 2 * (nImg + nCtx) * d * m;
+const dualLinear = 2 * tokens * d * (3 * d) + 2 * tokens * d * d + 2 * 2 * tokens * d * m;
 const singleLinear = 2 * tokens * d * (3 * d + m) + 2 * tokens * (d + m) * d;
+// What the kernel computes with linears 'kernel': every linear but the modulations (one row each, not counted).
+const dualKernel = linears === 'kernel' ? dualLinear : 0;
+const singleKernel = linears === 'kernel' ? singleLinear : 0;
 const attention = attentionFlops(tokens, tokens, config.heads, config.headDim);
 const stepMs = config.layers * dual.total + config.singleLayers * single.total;
-const tflops = (flop: number, ms: number) => flop / (ms / 1000) / 1e12;
-const weightBytes = config.layers * (hostBlockBytes(blocks.dualPre) + hostBlockBytes(blocks.dualPost)) + config.singleLayers * (hostBlockBytes(blocks.singlePre) + hostBlockBytes(blocks.singlePost));
+const tflops = (flop: number, ms: number) => (ms > 0 && flop > 0 ? flop / (ms / 1000) / 1e12 : null);
+const bytesOf = (plan: BlockPlan) => planGraphs(plan).reduce((n, g) => n + hostBlockBytes(random.get(g)!), 0);
+const weightBytes = config.layers * bytesOf(plans.dual) + config.singleLayers * bytesOf(plans.single);
 
 const result = {
   gpu: `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim(),
   dtype,
-  attentionPath: kernel.path,
+  linears,
+  attentionPath: runner.attentionKernel,
+  linearKernelPath: runner.linearKernel,
   imageTokens,
   condTokens,
   dualBlockMs: dual,
   singleBlockMs: single,
   stepMsBlocksOnly: stepMs,
   tflops: {
-    dualLinears: tflops(dualLinear, dual.pre + dual.post),
-    singleLinears: tflops(singleLinear, single.pre + single.post),
+    // Linears left in the ORT graphs (none but the modulations with linears 'kernel'), over the graphs' whole time.
+    dualGraphLinears: tflops(dualLinear - dualKernel, dual.graphs),
+    singleGraphLinears: tflops(singleLinear - singleKernel, single.graphs),
+    dualKernelLinears: tflops(dualKernel, dual.kernelLinears),
+    singleKernelLinears: tflops(singleKernel, single.kernelLinears),
     attention: tflops(attention, (dual.attention + single.attention) / 2),
   },
   loadMs,
@@ -221,7 +219,7 @@ if (torchFile) {
   const lines = readFileSync(torchFile, 'utf8').trim().split('\n');
   const torch = JSON.parse(lines[lines.length - 1]) as Record<string, number | string>;
   const row = (what: string, ours: number, theirs: number) => `| ${what} | ${ours.toFixed(2)} | ${theirs.toFixed(2)} | ${(ours / theirs).toFixed(1)}× |`;
-  console.log(`\n| figure (${result.gpu}, ${dtype}, attention ${kernel.path}) | ours (WebGPU, ms) | PyTorch ${torch.torch} bf16 (ms) | ratio |`);
+  console.log(`\n| figure (${result.gpu}, ${dtype}, attention ${runner.attentionKernel}, linears ${linears}${runner.linearKernel ? ` ${runner.linearKernel}` : ''}) | ours (WebGPU, ms) | PyTorch ${torch.torch} bf16 (ms) | ratio |`);
   console.log('| --- | --- | --- | --- |');
   console.log(row('dual block', dual.total, Number(torch.dual_block_s) * 1000));
   console.log(row('single block', single.total, Number(torch.single_block_s) * 1000));

@@ -5,7 +5,9 @@
 // head, and block 0's AdaLN modulation alone (what TeaCache compares between steps, §8). Tensors passed between the
 // graphs (image tokens, context tokens, temb, RoPE cos/sin) are float32 whatever the activation dtype, so the
 // residual streams and the timestep embedding stay fp32 as §5.10 advises; linears run in the activation dtype, or
-// 4-bit where the options ask for it. Every size comes from the checkpoint's config.json.
+// 4-bit where the options ask for it. For WebGPU each block is also described as a plan (graphs.blocks): graphs split
+// around the attention our kernel computes and, with 4-bit weights, around the large linears our 4-bit matmul
+// computes from the same weights. Every size comes from the checkpoint's config.json.
 
 import { Graph, type BuiltGraph } from './graph.ts';
 import type { OnnxDType } from './onnxProto.ts';
@@ -136,6 +138,14 @@ export interface DiTGraphOptions {
    * also built split around their attention, which the runner computes with the flash-attention kernel.
    */
   attention?: 'inline' | 'external';
+  /**
+   * With attention 'external' and `quantized`: 'kernel' builds the blocks so that every block linear applied to the
+   * tokens (q, k, v, out projections, feed-forwards, proj_mlp, proj_out) runs between the graphs in the 4-bit matmul
+   * kernel (src/kernels/q4Matmul.ts), which reads the same MatMulNBits weights at 2.4–3× ORT's speed; only the AdaLN
+   * modulations (one row each) stay in the graphs. 'onnx' (default) keeps every linear a MatMulNBits node. Needs a hidden size that is a multiple of 32 (every block linear 4-bit,
+   * proj_out's [o ; mlp] halves on block boundaries).
+   */
+  linears?: 'onnx' | 'kernel';
 }
 
 /** Graph input and output names the runner feeds and reads. */
@@ -168,6 +178,24 @@ export const DIT_IO = {
   mod: 'mod',
   modX: 'mod_x',
   modC: 'mod_c',
+  // Between the stages of a block whose large linears run in the 4-bit kernel.
+  attentionOut: 'attention_out',
+  attentionContextOut: 'attention_context_out',
+  imageTokensMid: 'image_tokens_mid',
+  contextTokensMid: 'context_tokens_mid',
+  ffIn: 'ff_in',
+  ffHidden: 'ff_hidden',
+  ffOut: 'ff_out',
+  ffContextIn: 'ff_context_in',
+  ffContextHidden: 'ff_context_hidden',
+  ffContextOut: 'ff_context_out',
+  normed: 'normed',
+  qkvIn: 'qkv_in',
+  qkvContextIn: 'qkv_context_in',
+  qkv: 'qkv',
+  qkvContext: 'qkv_context',
+  projOutAttention: 'proj_out_attention',
+  projOutMlp: 'proj_out_mlp',
 } as const;
 
 export const DUAL_BLOCK = 'transformer_blocks.{i}';
@@ -393,11 +421,20 @@ function blockOutputs(g: Graph, c: DiTConfig, x: string, ctx: string): void {
   g.output(ctx, DIT_IO.contextTokensOut, 'float32', [1, 'N_ctx', hiddenSize(c)]);
 }
 
-/** to_x(n) in token-major heads [1, N, H, d], RMS-normed per head with the learned weight `norm`. */
-function tokenHeads(g: Graph, c: DiTConfig, n: string, proj: string, norm: string | null, quantized: boolean): string {
-  const d = hiddenSize(c);
-  const h = g.op('Reshape', [blockLinear(g, n, proj, d, d, quantized), g.ints([1, -1, c.heads, c.headDim])]);
+/** A projection y [1, N, D] as token-major heads [1, N, H, d], RMS-normed per head with the learned weight `norm`. */
+function normedHeads(g: Graph, c: DiTConfig, y: string, norm: string | null): string {
+  const h = g.op('Reshape', [y, g.ints([1, -1, c.heads, c.headDim])]);
   return norm ? rmsNorm(g, h, DIT_NORM_EPS, { tensor: norm, dim: c.headDim }) : h;
+}
+
+/** The q, k, v projections [1, N, D] of one stream, before heads, norms and RoPE. */
+interface Projections { q: string; k: string; v: string }
+
+/** A [1, N, 3D] product of the stacked q, k, v weights, split back into the three projections. */
+function unstackProjections(g: Graph, c: DiTConfig, qkv: string): Projections {
+  const d = hiddenSize(c);
+  const [q, k, v] = g.opN('Split', [qkv, g.ints([d, d, d])], 3, { axis: 2 });
+  return { q, k, v };
 }
 
 /** [1, N, H, d] → [1, N, H·d] */
@@ -411,80 +448,158 @@ function perHeadTables(g: Graph, cos: string, sin: string): [string, string] {
   return [g.op('Reshape', [cos, shape]), g.op('Reshape', [sin, shape])];
 }
 
-interface DualPre { q: string; k: string; v: string; modX: string; modC: string }
+interface DualModulation {
+  /** The AdaLN parameters [1, 6, D] of the image and the context stream, float32. */
+  modX: string;
+  modC: string;
+  /** The streams modulated for the attention (activation dtype): what q, k, v are projected from. */
+  xn: string;
+  cn: string;
+}
 
-/** Dual block up to its attention (§5.7): joint q, k, v [1, N_img + N_ctx, H·d] and the two modulations [1, 6, D]. */
-function dualPre(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, cos: string, sin: string, quantized: boolean): DualPre {
+/** The dual block's AdaLN modulations and its attention inputs LN(x)·(1 + scale) + shift per stream. */
+function dualModulation(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, quantized: boolean): DualModulation {
   const d = hiddenSize(c);
   const p = DUAL_BLOCK;
   const modX = modulationParams(g, temb, `${p}.norm1.linear`, 6, d, quantized);
   const modC = modulationParams(g, temb, `${p}.norm1_context.linear`, 6, d, quantized);
   const [shift1, scale1] = splitModulation(g, modX, 6);
   const [cShift1, cScale1] = splitModulation(g, modC, 6);
-  const xn = toActivation(g, modulate(g, x, d, scale1, shift1));
-  const cn = toActivation(g, modulate(g, ctx, d, cScale1, cShift1));
+  return { modX, modC, xn: toActivation(g, modulate(g, x, d, scale1, shift1)), cn: toActivation(g, modulate(g, ctx, d, cScale1, cShift1)) };
+}
+
+/** The dual block's q, k, v projections as graph linears: to_* on the image stream, add_*_proj on the context. */
+function dualProjections(g: Graph, c: DiTConfig, xn: string, cn: string, quantized: boolean): { image: Projections; context: Projections } {
+  const d = hiddenSize(c);
+  const p = `${DUAL_BLOCK}.attn`;
+  const proj = (n: string, prefix: string) => blockLinear(g, n, prefix, d, d, quantized);
+  return {
+    image: { q: proj(xn, `${p}.to_q`), k: proj(xn, `${p}.to_k`), v: proj(xn, `${p}.to_v`) },
+    context: { q: proj(cn, `${p}.add_q_proj`), k: proj(cn, `${p}.add_k_proj`), v: proj(cn, `${p}.add_v_proj`) },
+  };
+}
+
+/** Joint q, k, v [1, N_img + N_ctx, H·d] from the projections: per-head RMSNorm, RoPE on the image heads only. */
+function dualJointHeads(g: Graph, c: DiTConfig, image: Projections, context: Projections, cos: string, sin: string): Projections {
+  const p = `${DUAL_BLOCK}.attn`;
   // Image heads get RoPE, the context heads (SigLIP and text) do not; one joint attention over both.
   const [c3, s3] = perHeadTables(g, cos, sin);
-  const joint = (image: string, context: string) => flatHeads(g, c, g.op('Concat', [image, context], { axis: 1 }));
+  const joint = (imageHeads: string, contextHeads: string) => flatHeads(g, c, g.op('Concat', [imageHeads, contextHeads], { axis: 1 }));
   return {
-    q: joint(applyRope(g, tokenHeads(g, c, xn, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized), c3, s3), tokenHeads(g, c, cn, `${p}.attn.add_q_proj`, `${p}.attn.norm_added_q.weight`, quantized)),
-    k: joint(applyRope(g, tokenHeads(g, c, xn, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized), c3, s3), tokenHeads(g, c, cn, `${p}.attn.add_k_proj`, `${p}.attn.norm_added_k.weight`, quantized)),
-    v: joint(tokenHeads(g, c, xn, `${p}.attn.to_v`, null, quantized), tokenHeads(g, c, cn, `${p}.attn.add_v_proj`, null, quantized)),
-    modX,
-    modC,
+    q: joint(applyRope(g, normedHeads(g, c, image.q, `${p}.norm_q.weight`), c3, s3), normedHeads(g, c, context.q, `${p}.norm_added_q.weight`)),
+    k: joint(applyRope(g, normedHeads(g, c, image.k, `${p}.norm_k.weight`), c3, s3), normedHeads(g, c, context.k, `${p}.norm_added_k.weight`)),
+    v: joint(normedHeads(g, c, image.v, null), normedHeads(g, c, context.v, null)),
   };
+}
+
+interface DualPre { q: string; k: string; v: string; modX: string; modC: string }
+
+/** Dual block up to its attention (§5.7): joint q, k, v [1, N_img + N_ctx, H·d] and the two modulations [1, 6, D]. */
+function dualPre(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, cos: string, sin: string, quantized: boolean): DualPre {
+  const m = dualModulation(g, c, x, ctx, temb, quantized);
+  const { image, context } = dualProjections(g, c, m.xn, m.cn, quantized);
+  return { ...dualJointHeads(g, c, image, context, cos, sin), modX: m.modX, modC: m.modC };
+}
+
+interface DualAttentionOut {
+  /** The streams after the attention's gated residual, float32. */
+  x1: string;
+  c1: string;
+  /** Their second modulation, the feed-forwards' inputs (activation dtype). */
+  xn: string;
+  cn: string;
+}
+
+/** The dual block's attention residuals x + gate1·y, ctx + c_gate1·y_c and their second modulation (the feed-forwards' inputs). */
+function dualAttentionResidual(g: Graph, c: DiTConfig, x: string, ctx: string, yImage: string, yContext: string, modX: string, modC: string): DualAttentionOut {
+  const d = hiddenSize(c);
+  const [, , gate1, shift2, scale2] = splitModulation(g, modX, 6);
+  const [, , cGate1, cShift2, cScale2] = splitModulation(g, modC, 6);
+  const x1 = gatedResidual(g, x, yImage, gate1);
+  const c1 = gatedResidual(g, ctx, yContext, cGate1);
+  return { x1, c1, xn: toActivation(g, modulate(g, x1, d, scale2, shift2)), cn: toActivation(g, modulate(g, c1, d, cScale2, cShift2)) };
+}
+
+/** Dual block from its attention o [1, N_img + N_ctx, H·d] to the feed-forwards' inputs. */
+function dualAttentionOut(g: Graph, c: DiTConfig, x: string, ctx: string, o: string, modX: string, modC: string, quantized: boolean): DualAttentionOut {
+  const d = hiddenSize(c);
+  const [oImage, oContext] = g.opN('Split', [o, tokenCounts(g, x, ctx)], 2, { axis: 1 });
+  const yImage = blockLinear(g, oImage, `${DUAL_BLOCK}.attn.to_out.0`, d, d, quantized);
+  const yContext = blockLinear(g, oContext, `${DUAL_BLOCK}.attn.to_add_out`, d, d, quantized);
+  return dualAttentionResidual(g, c, x, ctx, yImage, yContext, modX, modC);
+}
+
+/** The dual block's last residuals: x1 + gate2·ff(xn), c1 + c_gate2·ff_context(cn). */
+function dualFeedForwardResidual(g: Graph, x1: string, c1: string, ffX: string, ffC: string, modX: string, modC: string): [string, string] {
+  const gate2 = splitModulation(g, modX, 6)[5];
+  const cGate2 = splitModulation(g, modC, 6)[5];
+  return [gatedResidual(g, x1, ffX, gate2), gatedResidual(g, c1, ffC, cGate2)];
 }
 
 /** Dual block after its attention: o [1, N_img + N_ctx, H·d] → the updated streams. */
 function dualPost(g: Graph, c: DiTConfig, x: string, ctx: string, o: string, modX: string, modC: string, quantized: boolean): [string, string] {
-  const d = hiddenSize(c);
-  const p = DUAL_BLOCK;
-  const [, , gate1, shift2, scale2, gate2] = splitModulation(g, modX, 6);
-  const [, , cGate1, cShift2, cScale2, cGate2] = splitModulation(g, modC, 6);
-  const [oImage, oContext] = g.opN('Split', [o, tokenCounts(g, x, ctx)], 2, { axis: 1 });
-  const x1 = gatedResidual(g, x, blockLinear(g, oImage, `${p}.attn.to_out.0`, d, d, quantized), gate1);
-  const c1 = gatedResidual(g, ctx, blockLinear(g, oContext, `${p}.attn.to_add_out`, d, d, quantized), cGate1);
-  const x2 = gatedResidual(g, x1, feedForward(g, c, toActivation(g, modulate(g, x1, d, scale2, shift2)), `${p}.ff`, quantized), gate2);
-  const c2 = gatedResidual(g, c1, feedForward(g, c, toActivation(g, modulate(g, c1, d, cScale2, cShift2)), `${p}.ff_context`, quantized), cGate2);
-  return [x2, c2];
+  const a = dualAttentionOut(g, c, x, ctx, o, modX, modC, quantized);
+  const ffX = feedForward(g, c, a.xn, `${DUAL_BLOCK}.ff`, quantized);
+  const ffC = feedForward(g, c, a.cn, `${DUAL_BLOCK}.ff_context`, quantized);
+  return dualFeedForwardResidual(g, a.x1, a.c1, ffX, ffC, modX, modC);
 }
 
-interface SinglePre { q: string; k: string; v: string; mlp: string; mod: string }
-
-/** Single block up to its attention (§5.8): q, k, v [1, N, H·d], the MLP branch [1, N, mlp] and the modulation [1, 3, D]. */
-function singlePre(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, cos: string, sin: string, quantized: boolean): SinglePre {
+/** The single block's modulation [1, 3, D] and the joint stream [x ; ctx] modulated by it, n (activation dtype). */
+function singleModulation(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, quantized: boolean): { n: string; mod: string } {
   const d = hiddenSize(c);
-  const p = SINGLE_BLOCK;
-  const sizes = tokenCounts(g, x, ctx);
   const s = g.op('Concat', [x, ctx], { axis: 1 });
-  const mod = modulationParams(g, temb, `${p}.norm.linear`, 3, d, quantized);
+  const mod = modulationParams(g, temb, `${SINGLE_BLOCK}.norm.linear`, 3, d, quantized);
   const [shift, scale] = splitModulation(g, mod, 3);
-  const n = toActivation(g, modulate(g, s, d, scale, shift));
-  const mlp = geluTanh(g, blockLinear(g, n, `${p}.proj_mlp`, d, mlpWidth(c), quantized));
-  // RoPE on the image part of q and k only.
+  return { n: toActivation(g, modulate(g, s, d, scale, shift)), mod };
+}
+
+/** The single block's q, k, v projections of n as graph linears. */
+function singleProjections(g: Graph, c: DiTConfig, n: string, quantized: boolean): Projections {
+  const d = hiddenSize(c);
+  const proj = (name: string) => blockLinear(g, n, `${SINGLE_BLOCK}.attn.${name}`, d, d, quantized);
+  return { q: proj('to_q'), k: proj('to_k'), v: proj('to_v') };
+}
+
+/** q, k, v [1, N, H·d] from the projections: per-head RMSNorm, RoPE on the image part (token counts `sizes`) of q and k. */
+function singleHeads(g: Graph, c: DiTConfig, proj: Projections, sizes: string, cos: string, sin: string): Projections {
+  const p = `${SINGLE_BLOCK}.attn`;
   const [c3, s3] = perHeadTables(g, cos, sin);
   const ropeImagePart = (heads: string) => {
     const [image, context] = g.opN('Split', [heads, sizes], 2, { axis: 1 });
     return flatHeads(g, c, g.op('Concat', [applyRope(g, image, c3, s3), context], { axis: 1 }));
   };
   return {
-    q: ropeImagePart(tokenHeads(g, c, n, `${p}.attn.to_q`, `${p}.attn.norm_q.weight`, quantized)),
-    k: ropeImagePart(tokenHeads(g, c, n, `${p}.attn.to_k`, `${p}.attn.norm_k.weight`, quantized)),
-    v: flatHeads(g, c, tokenHeads(g, c, n, `${p}.attn.to_v`, null, quantized)),
-    mlp,
-    mod,
+    q: ropeImagePart(normedHeads(g, c, proj.q, `${p}.norm_q.weight`)),
+    k: ropeImagePart(normedHeads(g, c, proj.k, `${p}.norm_k.weight`)),
+    v: flatHeads(g, c, normedHeads(g, c, proj.v, null)),
   };
+}
+
+interface SingleAttentionInputs { q: string; k: string; v: string; n: string; mod: string }
+
+/** Single block up to its attention (§5.8): q, k, v [1, N, H·d], the modulated joint stream n and the modulation [1, 3, D]. */
+function singleAttentionInputs(g: Graph, c: DiTConfig, x: string, ctx: string, temb: string, cos: string, sin: string, quantized: boolean): SingleAttentionInputs {
+  const { n, mod } = singleModulation(g, c, x, ctx, temb, quantized);
+  return { ...singleHeads(g, c, singleProjections(g, c, n, quantized), tokenCounts(g, x, ctx), cos, sin), n, mod };
+}
+
+/** The single block's MLP branch GELU(proj_mlp(n)) [1, N, mlp]. */
+function singleMlp(g: Graph, c: DiTConfig, n: string, quantized: boolean): string {
+  return geluTanh(g, blockLinear(g, n, `${SINGLE_BLOCK}.proj_mlp`, hiddenSize(c), mlpWidth(c), quantized));
+}
+
+/** s + gate·out (float32) for the joint stream s = [x ; ctx], split back into the two streams. */
+function singleResidual(g: Graph, x: string, ctx: string, out: string, mod: string): [string, string] {
+  const s = g.op('Concat', [x, ctx], { axis: 1 });
+  const [, , gate] = splitModulation(g, mod, 3);
+  const [x1, c1] = g.opN('Split', [gatedResidual(g, s, out, gate), tokenCounts(g, x, ctx)], 2, { axis: 1 });
+  return [x1, c1];
 }
 
 /** Single block after its attention: s + gate·proj_out([o ; mlp]), split back into the two streams. */
 function singlePost(g: Graph, c: DiTConfig, x: string, ctx: string, o: string, mlp: string, mod: string, quantized: boolean): [string, string] {
-  const d = hiddenSize(c);
-  const sizes = tokenCounts(g, x, ctx);
-  const s = g.op('Concat', [x, ctx], { axis: 1 });
-  const [, , gate] = splitModulation(g, mod, 3);
-  const out = blockLinear(g, g.op('Concat', [o, mlp], { axis: 2 }), `${SINGLE_BLOCK}.proj_out`, d + mlpWidth(c), d, quantized);
-  const [x1, c1] = g.opN('Split', [gatedResidual(g, s, out, gate), sizes], 2, { axis: 1 });
-  return [x1, c1];
+  const out = blockLinear(g, g.op('Concat', [o, mlp], { axis: 2 }), `${SINGLE_BLOCK}.proj_out`, hiddenSize(c) + mlpWidth(c), hiddenSize(c), quantized);
+  return singleResidual(g, x, ctx, out, mod);
 }
 
 /** softmax(q·kᵀ/√d)·v inside the graph, for token-major [1, N, H·d] q, k, v (the inline variant). */
@@ -537,6 +652,80 @@ export function buildDiTDualPost(c: DiTConfig, graphOptions: DiTGraphOptions = {
 }
 
 /**
+ * The dual block's modulations when its q, k, v projections run in the 4-bit kernel: inputs the streams and temb;
+ * outputs mod_x, mod_c [1, 6, D] and the modulated streams qkv_in [1, N_img, D], qkv_context_in [1, N_ctx, D].
+ */
+export function buildDiTDualModulation(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph('dit_dual_modulation', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
+  const m = dualModulation(g, c, x, ctx, temb, quantized);
+  g.output(m.modX, DIT_IO.modX, 'float32', [1, 6, d]);
+  g.output(m.modC, DIT_IO.modC, 'float32', [1, 6, d]);
+  g.output(m.xn, DIT_IO.qkvIn, dtype, [1, 'N_img', d]);
+  g.output(m.cn, DIT_IO.qkvContextIn, dtype, [1, 'N_ctx', d]);
+  return g.build();
+}
+
+/**
+ * The dual block's attention inputs from the kernel's stacked projections qkv [1, N_img, 3D] (to_q; to_k; to_v)
+ * and qkv_context [1, N_ctx, 3D] (add_q/k/v_proj), with rope_cos, rope_sin: outputs q, k, v [1, N_tot, H·d].
+ */
+export function buildDiTDualHeads(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph('dit_dual_heads', dtype);
+  const image = g.input(DIT_IO.qkv, dtype, [1, 'N_img', 3 * d]);
+  const context = g.input(DIT_IO.qkvContext, dtype, [1, 'N_ctx', 3 * d]);
+  const cos = g.input(DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]);
+  const sin = g.input(DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]);
+  const heads = dualJointHeads(g, c, unstackProjections(g, c, image), unstackProjections(g, c, context), cos, sin);
+  for (const name of ['q', 'k', 'v'] as const) g.output(heads[name], DIT_IO[name], dtype, attnShape(c));
+  return g.build();
+}
+
+/**
+ * The dual block's attention residuals when its out projections run in the 4-bit kernel: inputs the streams,
+ * attention_out [1, N_img, D] = to_out.0(o_image), attention_context_out [1, N_ctx, D] = to_add_out(o_context),
+ * mod_x and mod_c; outputs the streams after the residual (image_tokens_mid, context_tokens_mid, float32) and the
+ * feed-forward inputs ff_in [1, N_img, D], ff_context_in [1, N_ctx, D].
+ */
+export function buildDiTDualAttentionResidual(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph('dit_dual_attention_residual', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const yImage = g.input(DIT_IO.attentionOut, dtype, [1, 'N_img', d]);
+  const yContext = g.input(DIT_IO.attentionContextOut, dtype, [1, 'N_ctx', d]);
+  const modX = g.input(DIT_IO.modX, 'float32', [1, 6, d]);
+  const modC = g.input(DIT_IO.modC, 'float32', [1, 6, d]);
+  const a = dualAttentionResidual(g, c, x, ctx, yImage, yContext, modX, modC);
+  g.output(a.x1, DIT_IO.imageTokensMid, 'float32', [1, 'N_img', d]);
+  g.output(a.c1, DIT_IO.contextTokensMid, 'float32', [1, 'N_ctx', d]);
+  g.output(a.xn, DIT_IO.ffIn, dtype, [1, 'N_img', d]);
+  g.output(a.cn, DIT_IO.ffContextIn, dtype, [1, 'N_ctx', d]);
+  return g.build();
+}
+
+/** The dual block's feed-forward residuals: inputs the mid streams, ff_out, ff_context_out, mod_x, mod_c; outputs the streams. */
+export function buildDiTDualFeedForwardOut(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph('dit_dual_ff_out', dtype);
+  const x1 = g.input(DIT_IO.imageTokensMid, 'float32', [1, 'N_img', d]);
+  const c1 = g.input(DIT_IO.contextTokensMid, 'float32', [1, 'N_ctx', d]);
+  const ffX = g.input(DIT_IO.ffOut, dtype, [1, 'N_img', d]);
+  const ffC = g.input(DIT_IO.ffContextOut, dtype, [1, 'N_ctx', d]);
+  const modX = g.input(DIT_IO.modX, 'float32', [1, 6, d]);
+  const modC = g.input(DIT_IO.modC, 'float32', [1, 6, d]);
+  const [x2, c2] = dualFeedForwardResidual(g, x1, c1, ffX, ffC, modX, modC);
+  blockOutputs(g, c, x2, c2);
+  return g.build();
+}
+
+/**
  * One single-stream block (§5.8), weights `single_transformer_blocks.{i}.*` as inputs; same inputs and outputs as
  * the dual block (the streams are joined inside and split again, so the engine's loop is uniform).
  */
@@ -545,8 +734,9 @@ export function buildDiTSingleBlock(c: DiTConfig, graphOptions: DiTGraphOptions 
   const g = new Graph('dit_single_block', dtype);
   const { x, ctx } = blockInputs(g, c);
   const { temb, cos, sin } = ropeInputs(g, c);
-  const pre = singlePre(g, c, x, ctx, temb, cos, sin, quantized);
-  const [x1, c1] = singlePost(g, c, x, ctx, inlineAttention(g, c, pre.q, pre.k, pre.v), pre.mlp, pre.mod, quantized);
+  const pre = singleAttentionInputs(g, c, x, ctx, temb, cos, sin, quantized);
+  const mlp = singleMlp(g, c, pre.n, quantized);
+  const [x1, c1] = singlePost(g, c, x, ctx, inlineAttention(g, c, pre.q, pre.k, pre.v), mlp, pre.mod, quantized);
   blockOutputs(g, c, x1, c1);
   return g.build();
 }
@@ -557,10 +747,40 @@ export function buildDiTSinglePre(c: DiTConfig, graphOptions: DiTGraphOptions = 
   const g = new Graph('dit_single_pre', dtype);
   const { x, ctx } = blockInputs(g, c);
   const { temb, cos, sin } = ropeInputs(g, c);
-  const pre = singlePre(g, c, x, ctx, temb, cos, sin, quantized);
+  const pre = singleAttentionInputs(g, c, x, ctx, temb, cos, sin, quantized);
   for (const name of ['q', 'k', 'v'] as const) g.output(pre[name], DIT_IO[name], dtype, attnShape(c));
-  g.output(pre.mlp, DIT_IO.mlp, dtype, [1, 'N_tot', mlpWidth(c)]);
+  g.output(singleMlp(g, c, pre.n, quantized), DIT_IO.mlp, dtype, [1, 'N_tot', mlpWidth(c)]);
   g.output(pre.mod, DIT_IO.mod, 'float32', [1, 3, hiddenSize(c)]);
+  return g.build();
+}
+
+/** The single block's modulation when its linears run in the 4-bit kernel: outputs mod [1, 3, D] and normed [1, N_tot, D]. */
+export function buildDiTSingleModulation(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph('dit_single_modulation', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
+  const { n, mod } = singleModulation(g, c, x, ctx, temb, quantized);
+  g.output(mod, DIT_IO.mod, 'float32', [1, 3, d]);
+  g.output(n, DIT_IO.normed, dtype, [1, 'N_tot', d]);
+  return g.build();
+}
+
+/**
+ * The single block's attention inputs from the kernel's stacked projections qkv [1, N_tot, 3D] (to_q; to_k; to_v),
+ * with rope_cos, rope_sin (whose N_img rows say where the image tokens end): outputs q, k, v [1, N_tot, H·d].
+ */
+export function buildDiTSingleHeads(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype } = options(graphOptions);
+  const g = new Graph('dit_single_heads', dtype);
+  const qkv = g.input(DIT_IO.qkv, dtype, [1, 'N_tot', 3 * hiddenSize(c)]);
+  const cos = g.input(DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]);
+  const sin = g.input(DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]);
+  const imageTokens = g.op('Shape', [cos], { start: 0, end: 1 });
+  const sizes = g.op('Concat', [imageTokens, g.op('Sub', [g.op('Shape', [qkv], { start: 1, end: 2 }), imageTokens])], { axis: 0 });
+  const heads = singleHeads(g, c, unstackProjections(g, c, qkv), sizes, cos, sin);
+  for (const name of ['q', 'k', 'v'] as const) g.output(heads[name], DIT_IO[name], dtype, attnShape(c));
   return g.build();
 }
 
@@ -573,6 +793,25 @@ export function buildDiTSinglePost(c: DiTConfig, graphOptions: DiTGraphOptions =
   const mlp = g.input(DIT_IO.mlp, dtype, [1, 'N_tot', mlpWidth(c)]);
   const mod = g.input(DIT_IO.mod, 'float32', [1, 3, hiddenSize(c)]);
   const [x1, c1] = singlePost(g, c, x, ctx, o, mlp, mod, quantized);
+  blockOutputs(g, c, x1, c1);
+  return g.build();
+}
+
+/**
+ * The single block's residual when the 4-bit kernel ran proj_out as two products over its input's halves:
+ * inputs the streams, proj_out_attention = o·W[:, :D]ᵀ and proj_out_mlp = mlp·W[:, D:]ᵀ + b (activation dtype,
+ * [1, N_tot, D]) and mod; their sum is taken in float32.
+ */
+export function buildDiTSingleResidual(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
+  const { dtype } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph('dit_single_residual', dtype);
+  const { x, ctx } = blockInputs(g, c);
+  const fromAttention = g.input(DIT_IO.projOutAttention, dtype, [1, 'N_tot', d]);
+  const fromMlp = g.input(DIT_IO.projOutMlp, dtype, [1, 'N_tot', d]);
+  const mod = g.input(DIT_IO.mod, 'float32', [1, 3, d]);
+  const out = g.op('Add', [toFloat32(g, fromAttention), toFloat32(g, fromMlp)]);
+  const [x1, c1] = singleResidual(g, x, ctx, out, mod);
   blockOutputs(g, c, x1, c1);
   return g.build();
 }
@@ -624,35 +863,191 @@ export function buildDiTHead(c: DiTConfig, graphOptions: DiTGraphOptions = {}): 
   return g.build();
 }
 
+// ───────────────────────────── block plans ─────────────────────────────
+//
+// What the engine runs for one block, in order: ONNX graphs, the flash-attention kernel and the 4-bit matmul
+// kernel, passing values by name (the streams image_tokens, context_tokens, temb, rope_cos, rope_sin come in;
+// image_tokens_out and context_tokens_out go out). A plan only describes; src/worker/dit.ts runs it.
+
+/** One checkpoint Linear read by a kernel product: the inputs of the plan's `linearWeights` graph that hold it. */
+export interface KernelLinearPart {
+  /** The checkpoint Linear's prefix (`{i}` for the block). */
+  prefix: string;
+  /** Its 4-bit blocks, scales and bias. */
+  blocks: string;
+  scales: string;
+  bias: string;
+  /** Its output features. */
+  n: number;
+}
+
+/**
+ * One product the 4-bit matmul kernel computes: y [1, N, n] = x [1, N, k]·W[:, kOffset : kOffset + k]ᵀ (+ b)
+ * (+ GELU), W being the parts' weights with their rows stacked in order (q, k, v as one [3D, D] weight), b their
+ * biases likewise.
+ */
+export interface KernelLinear {
+  parts: KernelLinearPart[];
+  /** The stored weights' input width (K of their MatMulNBits blocks). */
+  storedK: number;
+  /** The columns this product reads: [kOffset, kOffset + k), on 32-wide block boundaries when k < storedK (one part only). */
+  kOffset: number;
+  k: number;
+  /** The sum of the parts' n. */
+  n: number;
+  /** False for the first of proj_out's two halves, whose bias the second adds. */
+  bias: boolean;
+  epilogue: 'none' | 'gelu_tanh';
+}
+
+export type BlockStage =
+  | { op: 'graph'; graph: BuiltGraph }
+  | { op: 'attention'; q: string; k: string; v: string; out: string }
+  /** `rows`: of a joint [1, N_img + N_ctx, k] value, only the image tokens (the first N_img) or the context tokens (the last N_ctx). */
+  | { op: 'linear'; x: string; rows?: 'image' | 'context'; out: string; linear: KernelLinear };
+
+export interface BlockPlan {
+  stages: BlockStage[];
+  /** A graph with weight inputs only, the kernel linears' weights (so weight loading and residency serve them as any graph's); null without kernel linears. */
+  linearWeights: BuiltGraph | null;
+}
+
+/** Declares 4-bit Linears' blocks, scales and bias as inputs of `g` under the names ops.linear gives them. */
+function kernelLinearParts(g: Graph, prefixes: string[], inF: number, outF: number): KernelLinearPart[] {
+  return prefixes.map((prefix) => {
+    const name = inputName(prefix);
+    return {
+      prefix,
+      blocks: g.weight(`${name}_q4`, `${prefix}.weight`, [outF, inF], 'q4'),
+      scales: g.weightScales(`${name}_scales`, `${prefix}.weight`, [outF, inF]),
+      bias: g.weight(`${name}_bias`, `${prefix}.bias`, [outF]),
+      n: outF,
+    };
+  });
+}
+
+/** A kernel product over whole weights (rows of several stacked), with bias. */
+function linearStage(x: string, out: string, parts: KernelLinearPart[], k: number, epilogue: KernelLinear['epilogue'], rows?: 'image' | 'context'): BlockStage {
+  return { op: 'linear', x, ...(rows ? { rows } : {}), out, linear: { parts, storedK: k, kOffset: 0, k, n: parts.reduce((n, p) => n + p.n, 0), bias: true, epilogue } };
+}
+
+function graphStage(graph: BuiltGraph): BlockStage {
+  return { op: 'graph', graph };
+}
+
+function attentionStage(): BlockStage {
+  return { op: 'attention', q: DIT_IO.q, k: DIT_IO.k, v: DIT_IO.v, out: DIT_IO.attention };
+}
+
+/**
+ * The dual block with every large linear in the kernel: modulation → stacked q/k/v per stream → heads (norms,
+ * RoPE) → attention → out projections per stream → residual and second modulation → feed-forwards → residual.
+ */
+function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: OnnxDType): BlockPlan {
+  const d = hiddenSize(c);
+  const m = mlpWidth(c);
+  const w = new Graph('dit_dual_kernel_linears', dtype);
+  const attn = (names: string[]) => names.map((n) => `${DUAL_BLOCK}.attn.${n}`);
+  const qkv = kernelLinearParts(w, attn(['to_q', 'to_k', 'to_v']), d, d);
+  const qkvContext = kernelLinearParts(w, attn(['add_q_proj', 'add_k_proj', 'add_v_proj']), d, d);
+  const out = kernelLinearParts(w, attn(['to_out.0']), d, d);
+  const outContext = kernelLinearParts(w, attn(['to_add_out']), d, d);
+  const ff = (stream: 'ff' | 'ff_context') => ({
+    up: kernelLinearParts(w, [`${DUAL_BLOCK}.${stream}.net.0.proj`], d, m),
+    down: kernelLinearParts(w, [`${DUAL_BLOCK}.${stream}.net.2`], m, d),
+  });
+  const [ffX, ffC] = [ff('ff'), ff('ff_context')];
+  const stages: BlockStage[] = [
+    graphStage(buildDiTDualModulation(c, graphOptions)),
+    linearStage(DIT_IO.qkvIn, DIT_IO.qkv, qkv, d, 'none'),
+    linearStage(DIT_IO.qkvContextIn, DIT_IO.qkvContext, qkvContext, d, 'none'),
+    graphStage(buildDiTDualHeads(c, graphOptions)),
+    attentionStage(),
+    linearStage(DIT_IO.attention, DIT_IO.attentionOut, out, d, 'none', 'image'),
+    linearStage(DIT_IO.attention, DIT_IO.attentionContextOut, outContext, d, 'none', 'context'),
+    graphStage(buildDiTDualAttentionResidual(c, graphOptions)),
+    linearStage(DIT_IO.ffIn, DIT_IO.ffHidden, ffX.up, d, 'gelu_tanh'),
+    linearStage(DIT_IO.ffHidden, DIT_IO.ffOut, ffX.down, m, 'none'),
+    linearStage(DIT_IO.ffContextIn, DIT_IO.ffContextHidden, ffC.up, d, 'gelu_tanh'),
+    linearStage(DIT_IO.ffContextHidden, DIT_IO.ffContextOut, ffC.down, m, 'none'),
+    graphStage(buildDiTDualFeedForwardOut(c, graphOptions)),
+  ];
+  return { stages, linearWeights: w.build() };
+}
+
+/**
+ * The single block with every large linear in the kernel: modulation → stacked q/k/v and proj_mlp + GELU → heads →
+ * attention → proj_out as two products, one per half of its [o ; mlp] input (so o and mlp need no concatenated
+ * copy) → residual.
+ */
+function singleKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: OnnxDType): BlockPlan {
+  const d = hiddenSize(c);
+  const m = mlpWidth(c);
+  const w = new Graph('dit_single_kernel_linears', dtype);
+  const qkv = kernelLinearParts(w, ['to_q', 'to_k', 'to_v'].map((n) => `${SINGLE_BLOCK}.attn.${n}`), d, d);
+  const mlp = kernelLinearParts(w, [`${SINGLE_BLOCK}.proj_mlp`], d, m);
+  const out = kernelLinearParts(w, [`${SINGLE_BLOCK}.proj_out`], d + m, d);
+  const outHalf = (x: string, y: string, kOffset: number, k: number, bias: boolean): BlockStage =>
+    ({ op: 'linear', x, out: y, linear: { parts: out, storedK: d + m, kOffset, k, n: d, bias, epilogue: 'none' } });
+  const stages: BlockStage[] = [
+    graphStage(buildDiTSingleModulation(c, graphOptions)),
+    linearStage(DIT_IO.normed, DIT_IO.qkv, qkv, d, 'none'),
+    linearStage(DIT_IO.normed, DIT_IO.mlp, mlp, d, 'gelu_tanh'),
+    graphStage(buildDiTSingleHeads(c, graphOptions)),
+    attentionStage(),
+    outHalf(DIT_IO.attention, DIT_IO.projOutAttention, 0, d, false),
+    outHalf(DIT_IO.mlp, DIT_IO.projOutMlp, d, m, true),
+    graphStage(buildDiTSingleResidual(c, graphOptions)),
+  ];
+  return { stages, linearWeights: w.build() };
+}
+
 export interface DiTGraphs {
   embed: BuiltGraph;
   /** Whole blocks with their attention inside (attention 'inline'). */
   dual: BuiltGraph;
   single: BuiltGraph;
-  /** The blocks split around an external attention (attention 'external'); absent otherwise. */
+  /** The blocks split around an external attention (attention 'external', linears 'onnx'); absent otherwise. */
   split?: { dualPre: BuiltGraph; dualPost: BuiltGraph; singlePre: BuiltGraph; singlePost: BuiltGraph };
+  /** What the engine runs per block, whichever the options: the whole-block graph, or graphs and kernels. */
+  blocks: { dual: BlockPlan; single: BlockPlan };
   head: BuiltGraph;
   /** Block 0's modulated input, for TeaCache. */
   modulation: BuiltGraph;
 }
 
+/**
+ * Builds every graph of the DiT for these options. Throws DiTConfigError when `linears: 'kernel'` is asked for
+ * without 4-bit linears, an external attention, or a hidden size that is a multiple of 32.
+ */
 export function buildDiTGraphs(c: DiTConfig, graphOptions: DiTGraphOptions = {}): DiTGraphs {
+  const { dtype, quantized } = options(graphOptions);
+  const external = graphOptions.attention === 'external';
+  const kernelLinears = graphOptions.linears === 'kernel';
+  if (kernelLinears && !(quantized && external && hiddenSize(c) % 32 === 0)) {
+    throw new DiTConfigError(`Linears in the 4-bit kernel need quantized: true, attention: 'external' and a hidden size that is a multiple of 32 (this one: ${hiddenSize(c)}).`);
+  }
+  const dual = buildDiTDualBlock(c, graphOptions);
+  const single = buildDiTSingleBlock(c, graphOptions);
+  const split = external && !kernelLinears
+    ? { dualPre: buildDiTDualPre(c, graphOptions), dualPost: buildDiTDualPost(c, graphOptions), singlePre: buildDiTSinglePre(c, graphOptions), singlePost: buildDiTSinglePost(c, graphOptions) }
+    : undefined;
+  const blocks = kernelLinears
+    ? { dual: dualKernelPlan(c, graphOptions, dtype), single: singleKernelPlan(c, graphOptions, dtype) }
+    : split
+      ? {
+          dual: { stages: [graphStage(split.dualPre), attentionStage(), graphStage(split.dualPost)], linearWeights: null },
+          single: { stages: [graphStage(split.singlePre), attentionStage(), graphStage(split.singlePost)], linearWeights: null },
+        }
+      : { dual: { stages: [graphStage(dual)], linearWeights: null }, single: { stages: [graphStage(single)], linearWeights: null } };
   return {
     embed: buildDiTEmbed(c, graphOptions),
-    dual: buildDiTDualBlock(c, graphOptions),
-    single: buildDiTSingleBlock(c, graphOptions),
+    dual,
+    single,
+    ...(split ? { split } : {}),
+    blocks,
     head: buildDiTHead(c, graphOptions),
     modulation: buildDiTBlockModulation(c, graphOptions),
-    ...(graphOptions.attention === 'external'
-      ? {
-          split: {
-            dualPre: buildDiTDualPre(c, graphOptions),
-            dualPost: buildDiTDualPost(c, graphOptions),
-            singlePre: buildDiTSinglePre(c, graphOptions),
-            singlePost: buildDiTSinglePost(c, graphOptions),
-          },
-        }
-      : {}),
   };
 }
 

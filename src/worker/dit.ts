@@ -1,7 +1,9 @@
 // Runs the packed DiT for a checkpoint on one execution provider: one forward is the embedders graph, the dual-block
-// graph once per `transformer_blocks.{i}`, the single-block graph once per `single_transformer_blocks.{i}`, then the
-// head graph, each block call bound to that block's weights. This is the one code path the app, the CLI and the
-// reference checks use. It also prepares what the graphs take and the reference computes on the side: the
+// plan once per `transformer_blocks.{i}`, the single-block plan once per `single_transformer_blocks.{i}`, then the
+// head graph, each block call bound to that block's weights. A block plan (models/dit.ts) is the whole-block graph on
+// the wasm EP; on WebGPU it is graphs with our kernels between them: flash attention, and with 4-bit weights the
+// 4-bit matmul for the widest linears. This is the one code path the app, the CLI, the bench and the reference
+// checks use. It also prepares what the graphs take and the reference computes on the side: the
 // timestep/guidance sinusoids (float32, as torch computes diffusers' get_timestep_embedding), the replicate padding
 // of the 2x/4x context latents (done here, on the CPU where the history lives, so the graph needs no data-dependent
 // Pad), and the crop of the text to its valid tokens. On WebGPU the streams between graphs stay on the GPU. TeaCache
@@ -9,13 +11,14 @@
 
 import {
   buildDiTGraphs, CLEAN_EMBEDDERS, DIT_IO, hiddenSize, parseDiTConfig, TIMESTEP_CHANNELS,
-  type DiTConfig, type DiTGraphs,
+  type BlockPlan, type BlockStage, type DiTConfig, type DiTGraphs, type KernelLinear, type KernelLinearPart,
 } from '../models/dit.ts';
 import { numel, type Tensor } from '../pipeline/tensor.ts';
 import type { BuiltGraph } from '../models/graph.ts';
 import { cpuTensor, createSession, gpuTensor, sharedDevice, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
 import { createFlashAttention, type FlashAttention } from '../kernels/flashAttention.ts';
-import { WeightResidency, type HostBlock } from '../runtime/residency.ts';
+import { createQ4Matmul, Q4_BLOCK_SIZE, type Q4Matmul } from '../kernels/q4Matmul.ts';
+import { WeightResidency, type HostBlock, type HostTensor } from '../runtime/residency.ts';
 import { hostWeights } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
 
@@ -85,10 +88,16 @@ export interface DiTRunner {
   forward(inputs: DiTInputs, options?: DiTForwardOptions): Promise<Tensor>;
   /** The embedders alone (debugging and parity checks of the packed tokens). */
   embed(inputs: DiTInputs): Promise<DiTEmbedding>;
+  /** The blocks alone, as forward runs them (parity checks of the block path on given streams, benches). */
+  readonly blocks: DiTBlockRunner;
   /** The attention kernel's path on WebGPU ('portable' or 'subgroup-matrix'), null when attention runs in ONNX. */
   readonly attentionKernel: string | null;
   /** Attention kernel dispatches so far (one per block per computed forward). */
   readonly attentionDispatches: number;
+  /** The 4-bit matmul kernel's path on WebGPU with 4-bit linears, null when every linear runs in ONNX. */
+  readonly linearKernel: string | null;
+  /** 4-bit matmul kernel dispatches so far (per computed forward: 4 per dual block, 3 per single block). */
+  readonly linearDispatches: number;
   release(): Promise<void>;
 }
 
@@ -99,10 +108,16 @@ export interface DiTRunnerOptions {
   /** 4-bit block linears (see DiTGraphOptions.quantized). */
   quantized?: boolean;
   /**
-   * Where the weights live on WebGPU (resident within a budget, the rest streamed); the caller owns it. Absent:
-   * CPU feeds, which ORT uploads on every call (fine for the wasm EP and the tiny model).
+   * Where the weights live (resident within a budget, the rest streamed); the caller owns it. Absent: all resident
+   * on ORT's device on WebGPU (our kernels read weights from GPU buffers), CPU feeds on the wasm EP.
    */
   residency?: WeightResidency;
+  /**
+   * Where the 4-bit block linears run on WebGPU: 'kernel' (default) puts the feed-forwards, proj_mlp and proj_out
+   * in src/kernels/q4Matmul.ts where the model allows it (DiTGraphOptions.linears); 'onnx' keeps them MatMulNBits
+   * nodes (comparisons).
+   */
+  linears?: 'kernel' | 'onnx';
 }
 
 /** TeaCache asked to skip the blocks before any call of this slot ran them. */
@@ -268,16 +283,326 @@ function disposeGpu(...tensors: OrtTensor[]): void {
   for (const t of tensors) if (t.location === 'gpu-buffer') t.dispose();
 }
 
-// ───────────────────────────── the runner ─────────────────────────────
+// ───────────────────────────── blocks ─────────────────────────────
 
 /** One forward's streams between graphs; on WebGPU they stay on the GPU. */
-interface Streams {
+export interface DiTStreams {
   x: OrtTensor; // [1, N_img, D] f32
   ctx: OrtTensor; // [1, M + L, D] f32
   temb: OrtTensor; // [1, D] f32
   cos: OrtTensor; // [N_img, headDim] f32
   sin: OrtTensor; // [N_img, headDim] f32
 }
+
+export type BlockKind = 'dual' | 'single';
+
+export interface DiTBlockRunnerOptions {
+  provider: ExecutionProvider;
+  dtype: 'float32' | 'float16';
+  /**
+   * One block's weights for a graph of the plans (its weight inputs, laid out), in host memory; keep returning the
+   * same object for the same graph and block. The runner rewrites the kernel linears' blocks in place, once, into
+   * what the kernel reads (proj_out's column halves split out), so host memory holds them once.
+   */
+  hostBlock(graph: BuiltGraph, block: number): Promise<HostBlock>;
+  /** Where the weights live (a WeightResidency); kernel linears need them on the GPU device. */
+  residency: Pick<WeightResidency, 'feeds'>;
+}
+
+export interface BlockRunOptions {
+  /** Waits for the GPU after every stage and reports its time (benches); slows the block down. */
+  onStage?: (stage: BlockStage, ms: number) => void;
+}
+
+/**
+ * Runs the DiT's blocks as graphs.blocks plans them: ONNX graphs, the flash-attention kernel and the 4-bit matmul
+ * kernel on ORT's device, in one queue order. The engine's forward and the bench both go through it.
+ */
+export interface DiTBlockRunner {
+  /** Block `block` of `kind` on the streams; returns the updated image and context streams (the caller frees them). */
+  run(kind: BlockKind, block: number, streams: DiTStreams, options?: BlockRunOptions): Promise<{ x: OrtTensor; ctx: OrtTensor }>;
+  /** Block 0's weights of the dual plan's first graph (TeaCache's modulation graph reads them by the same names). */
+  firstDualWeights(): Promise<Record<string, OrtTensor>>;
+  /** The attention kernel's path, null when attention runs in ONNX. */
+  readonly attentionKernel: string | null;
+  readonly attentionDispatches: number;
+  /** The 4-bit matmul kernel's path, null when every linear runs in ONNX. */
+  readonly linearKernel: string | null;
+  readonly linearDispatches: number;
+  release(): Promise<void>;
+}
+
+/** A plan needs a GPU buffer where ORT or the residency handed a CPU tensor. */
+export class DiTKernelInputError extends Error {
+  override name = 'DiTKernelInputError';
+}
+
+/** What a product reads of its parts, named by the parts (stacked with '+') and the column range when partial. */
+function kernelWeightNames(l: KernelLinear): { blocks: string; scales: string; bias: string | null } {
+  const join = (pick: (p: KernelLinearPart) => string) => l.parts.map(pick).join('+');
+  const range = l.kOffset === 0 && l.k === l.storedK ? '' : `[${l.kOffset}:${l.kOffset + l.k}]`;
+  return { blocks: `${join((p) => p.blocks)}${range}`, scales: `${join((p) => p.scales)}${range}`, bias: l.bias ? join((p) => p.bias) : null };
+}
+
+/** Typed arrays of one kind laid end to end. */
+function concatenated<T extends HostTensor['data']>(arrays: T[]): T {
+  if (arrays.length === 1) return arrays[0];
+  const out = new (arrays[0].constructor as new (n: number) => T)(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const a of arrays) {
+    out.set(a as never, at);
+    at += a.length;
+  }
+  return out;
+}
+
+/**
+ * Columns [kOffset, kOffset + k) of MatMulNBits weights: per output row, the 32-wide blocks (16 bytes each) and
+ * their scales in that range. Quantization is per block of 32 along K, so this equals quantizing those columns.
+ */
+function q4Columns(blocks: HostTensor, scales: HostTensor, l: KernelLinear): { blocks: HostTensor; scales: HostTensor } {
+  if (l.kOffset % Q4_BLOCK_SIZE !== 0 || l.k % Q4_BLOCK_SIZE !== 0) throw new Error(`${l.parts[0].prefix}: a column range of a 4-bit weight must start and end on blocks of ${Q4_BLOCK_SIZE}.`);
+  const stored = Math.ceil(l.storedK / Q4_BLOCK_SIZE);
+  const [b0, count] = [l.kOffset / Q4_BLOCK_SIZE, l.k / Q4_BLOCK_SIZE];
+  const part = <T extends HostTensor['data']>(data: T, perBlock: number): T => {
+    const out = new (data.constructor as new (n: number) => T)(l.n * count * perBlock);
+    for (let r = 0; r < l.n; r++) out.set(data.subarray((r * stored + b0) * perBlock, (r * stored + b0 + count) * perBlock) as never, r * count * perBlock);
+    return out;
+  };
+  return {
+    blocks: { dtype: blocks.dtype, dims: [l.n, count, 16], data: part(blocks.data, 16) },
+    scales: { dtype: scales.dtype, dims: [l.n * count], data: part(scales.data, 1) },
+  };
+}
+
+/**
+ * The kernel linears' weights of one block as the kernel reads them: stacked parts concatenated (MatMulNBits keeps
+ * each output row's blocks and scales together, so stacking rows is concatenation), column parts split out.
+ */
+function kernelTensors(plan: BlockPlan, host: HostBlock): Record<string, HostTensor> {
+  const tensors: Record<string, HostTensor> = {};
+  const kBlocks = (l: KernelLinear) => Math.ceil(l.storedK / Q4_BLOCK_SIZE);
+  for (const stage of plan.stages) {
+    if (stage.op !== 'linear') continue;
+    const l = stage.linear;
+    const names = kernelWeightNames(l);
+    const of = (name: string) => host.tensors[name];
+    if (l.parts.length > 1 && l.k !== l.storedK) throw new Error(`${names.blocks}: stacked weights are read whole; only a single weight takes a column range.`);
+    if (l.k === l.storedK) {
+      tensors[names.blocks] = { dtype: 'uint8', dims: [l.n, kBlocks(l), 16], data: concatenated(l.parts.map((p) => of(p.blocks).data as Uint8Array)) };
+      const scales = l.parts.map((p) => of(p.scales));
+      tensors[names.scales] = { dtype: scales[0].dtype, dims: [l.n * kBlocks(l)], data: concatenated(scales.map((t) => t.data)) };
+    } else {
+      const part = q4Columns(of(l.parts[0].blocks), of(l.parts[0].scales), l);
+      tensors[names.blocks] = part.blocks;
+      tensors[names.scales] = part.scales;
+    }
+    if (names.bias) {
+      const biases = l.parts.map((p) => of(p.bias));
+      tensors[names.bias] = { dtype: biases[0].dtype, dims: [l.n], data: concatenated(biases.map((t) => t.data)) };
+    }
+  }
+  return tensors;
+}
+
+/** For each value a plan's stages read, the index of the last stage reading it. */
+function lastReadStage(plan: BlockPlan): Map<string, number> {
+  const last = new Map<string, number>();
+  plan.stages.forEach((stage, index) => {
+    const reads = stage.op === 'graph' ? stage.graph.inputs.map((i) => i.name) : stage.op === 'attention' ? [stage.q, stage.k, stage.v] : [stage.x];
+    for (const name of reads) last.set(name, index);
+  });
+  return last;
+}
+
+const kernelKey = (l: KernelLinear) => `${l.k}x${l.n}/${l.epilogue}/${l.bias ? 'bias' : 'no-bias'}`;
+
+function gpuBufferOf(t: OrtTensor, what: string): GPUBuffer {
+  if (t.location !== 'gpu-buffer') {
+    throw new DiTKernelInputError(`${what} is a ${t.location} tensor but a kernel needs it on the GPU: on WebGPU give the DiT a WeightResidency on ORT's device (the default).`);
+  }
+  return t.gpuBuffer;
+}
+
+/**
+ * Creates the sessions and kernels the plans need. Throws Q4MatmulConfigError / AttentionConfigError when the
+ * device cannot run a kernel the plans ask for.
+ */
+export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['blocks'], options: DiTBlockRunnerOptions): Promise<DiTBlockRunner> {
+  const { provider, dtype, residency } = options;
+  const stagesOf = (kind: BlockKind) => plans[kind].stages;
+  const allStages = [...stagesOf('dual'), ...stagesOf('single')];
+  const needsDevice = allStages.some((s) => s.op !== 'graph');
+  const device = needsDevice ? sharedDevice() : null;
+  if (needsDevice && (!device || provider !== 'webgpu')) throw new DiTKernelInputError('The block plans run WebGPU kernels: use the webgpu provider with ORT set up on a GPU device.');
+  const kernelDtype = dtype === 'float16' ? 'f16' : 'f32';
+  const elementBytes = dtype === 'float16' ? 2 : 4;
+
+  const sessions = new Map<BuiltGraph, GraphSession>();
+  for (const stage of allStages) {
+    if (stage.op === 'graph' && !sessions.has(stage.graph)) sessions.set(stage.graph, await createSession(stage.graph, provider, { outputsOnGpu: provider === 'webgpu' }));
+  }
+  const attention: FlashAttention | null = allStages.some((s) => s.op === 'attention')
+    ? await createFlashAttention(device!, { heads: config.heads, headDim: config.headDim, dtype: kernelDtype })
+    : null;
+  const matmuls = new Map<string, Q4Matmul>();
+  for (const stage of allStages) {
+    if (stage.op !== 'linear' || matmuls.has(kernelKey(stage.linear))) continue;
+    const l = stage.linear;
+    matmuls.set(kernelKey(l), await createQ4Matmul(device!, { k: l.k, n: l.n, dtype: kernelDtype, epilogue: l.epilogue, bias: l.bias }));
+  }
+  // Kernel outputs live in pooled buffers: a value's buffer goes back to the pool once the last stage reading it has
+  // been recorded; queue order puts every read before any later stage's (or block's) write. After the first block of
+  // each kind the pool holds what they need and no buffer is created; new token counts start a new pool.
+  const pool: GPUBuffer[] = [];
+  let poolTokens = '';
+  const takeBuffer = (bytes: number, label: string): GPUBuffer => {
+    const size = Math.ceil(bytes / 4) * 4;
+    let best = -1;
+    for (let i = 0; i < pool.length; i++) if (pool[i].size >= size && (best < 0 || pool[i].size < pool[best].size)) best = i;
+    if (best >= 0) return pool.splice(best, 1)[0];
+    return device!.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `dit ${label}` });
+  };
+  const lastReads = new Map((['dual', 'single'] as const).map((kind) => [kind, lastReadStage(plans[kind])]));
+  const converted = new WeakSet<HostBlock>();
+  const kernelWeights = async (plan: BlockPlan, block: number): Promise<Record<string, OrtTensor>> => {
+    const host = await options.hostBlock(plan.linearWeights!, block);
+    if (!converted.has(host)) {
+      host.tensors = kernelTensors(plan, host);
+      converted.add(host);
+    }
+    return residency.feeds(host);
+  };
+  let attentionDispatches = 0;
+  let linearDispatches = 0;
+
+  const run = async (kind: BlockKind, block: number, s: DiTStreams, runOptions: BlockRunOptions = {}) => {
+    const plan = plans[kind];
+    const values = new Map<string, OrtTensor>([
+      [DIT_IO.imageTokens, s.x],
+      [DIT_IO.contextTokens, s.ctx],
+      [DIT_IO.temb, s.temb],
+      [DIT_IO.ropeCos, s.cos],
+      [DIT_IO.ropeSin, s.sin],
+    ]);
+    const value = (name: string): OrtTensor => {
+      const v = values.get(name);
+      if (!v) throw new Error(`DiT ${kind} block plan: '${name}' is read before any stage produced it.`);
+      return v;
+    };
+    const produced: OrtTensor[] = []; // ORT outputs, freed when the block is done
+    const held = new Map<string, GPUBuffer>(); // kernel outputs by value name, back to the pool after their last read
+    const lastRead = lastReads.get(kind)!;
+    const tokens = `${s.x.dims[1]}/${s.ctx.dims[1]}`;
+    if (tokens !== poolTokens) {
+      for (const b of pool.splice(0)) b.destroy();
+      poolTokens = tokens;
+    }
+    // The kernel linears' weights, fetched once per block (a streamed block is written to the GPU once).
+    let linearWeights: Record<string, OrtTensor> | null = null;
+    let encoder: GPUCommandEncoder | null = null;
+    const submit = () => {
+      if (encoder) device!.queue.submit([encoder.finish()]);
+      encoder = null;
+    };
+    let result: { x: OrtTensor; ctx: OrtTensor } | null = null;
+    try {
+      for (const [index, stage] of plan.stages.entries()) {
+        const started = runOptions.onStage ? performance.now() : 0;
+        if (stage.op === 'graph') {
+          submit(); // our kernels before ORT's commands, in queue order
+          const feeds = { ...residency.feeds(await options.hostBlock(stage.graph, block)) };
+          for (const input of stage.graph.inputs) feeds[input.name] ??= value(input.name);
+          const out = await sessions.get(stage.graph)!.run(feeds);
+          for (const [name, t] of Object.entries(out)) {
+            values.set(name, t);
+            produced.push(t);
+          }
+        } else if (stage.op === 'attention') {
+          const q = value(stage.q);
+          const k = value(stage.k);
+          const [nq, nk] = [q.dims[1], k.dims[1]];
+          const out = takeBuffer(nq * config.heads * config.headDim * elementBytes, stage.out);
+          held.set(stage.out, out);
+          encoder ??= device!.createCommandEncoder({ label: `dit ${kind} block kernels` });
+          attention!.encode(encoder, { q: gpuBufferOf(q, stage.q), k: gpuBufferOf(k, stage.k), v: gpuBufferOf(value(stage.v), stage.v), out, nq, nk });
+          values.set(stage.out, gpuTensor(out, dtype, [1, nq, config.heads * config.headDim]));
+          attentionDispatches++;
+        } else {
+          const l = stage.linear;
+          const x = value(stage.x);
+          if (x.dims[x.dims.length - 1] !== l.k) throw new Error(`DiT ${kind} block plan: ${stage.x} has width ${x.dims[x.dims.length - 1]} but ${kernelWeightNames(l).blocks} reads ${l.k}.`);
+          const [imageRows, contextRows] = [s.x.dims[1], s.ctx.dims[1]];
+          const rows = stage.rows === 'image' ? imageRows : stage.rows === 'context' ? contextRows : x.dims[1];
+          if (stage.rows && x.dims[1] !== imageRows + contextRows) throw new Error(`DiT ${kind} block plan: ${stage.x} has ${x.dims[1]} tokens, not the ${imageRows} + ${contextRows} of the streams.`);
+          encoder ??= device!.createCommandEncoder({ label: `dit ${kind} block kernels` });
+          let input = gpuBufferOf(x, stage.x);
+          if (stage.rows === 'context') {
+            // The kernel reads x from its buffer's start: the context rows (contiguous, after the image's) get a copy.
+            const rowBytes = l.k * elementBytes;
+            const context = takeBuffer(rows * rowBytes, `${stage.x} context rows`);
+            held.set(`${stage.x} context rows`, context); // read by this stage only
+            encoder.copyBufferToBuffer(input, imageRows * rowBytes, context, 0, rows * rowBytes);
+            input = context;
+          }
+          const w = (linearWeights ??= await kernelWeights(plan, block));
+          const names = kernelWeightNames(l);
+          const out = takeBuffer(rows * l.n * elementBytes, stage.out);
+          held.set(stage.out, out);
+          matmuls.get(kernelKey(l))!.encode(encoder, {
+            x: input,
+            blocks: gpuBufferOf(w[names.blocks], names.blocks),
+            scales: gpuBufferOf(w[names.scales], names.scales),
+            bias: names.bias ? gpuBufferOf(w[names.bias], names.bias) : undefined,
+            out,
+            m: rows,
+          });
+          values.set(stage.out, gpuTensor(out, dtype, [1, rows, l.n]));
+          linearDispatches++;
+        }
+        for (const [name, buffer] of held) {
+          if ((lastRead.get(name) ?? -1) > index) continue;
+          pool.push(buffer);
+          held.delete(name);
+        }
+        if (runOptions.onStage) {
+          submit();
+          if (device) await device.queue.onSubmittedWorkDone();
+          runOptions.onStage(stage, performance.now() - started);
+        }
+      }
+      submit();
+      result = { x: value(DIT_IO.imageTokensOut), ctx: value(DIT_IO.contextTokensOut) };
+      return result;
+    } finally {
+      disposeGpu(...produced.filter((t) => t !== result?.x && t !== result?.ctx));
+      pool.push(...held.values());
+    }
+  };
+
+  const firstGraph = plans.dual.stages.find((s) => s.op === 'graph');
+  return {
+    run,
+    async firstDualWeights() {
+      return firstGraph?.op === 'graph' ? residency.feeds(await options.hostBlock(firstGraph.graph, 0)) : {};
+    },
+    attentionKernel: attention?.path ?? null,
+    get attentionDispatches() {
+      return attentionDispatches;
+    },
+    linearKernel: matmuls.size > 0 ? [...matmuls.values()][0].path : null,
+    get linearDispatches() {
+      return linearDispatches;
+    },
+    async release() {
+      for (const session of sessions.values()) await session.release();
+      sessions.clear();
+      for (const b of pool.splice(0)) b.destroy();
+    },
+  };
+}
+
+// ───────────────────────────── the runner ─────────────────────────────
 
 /**
  * Builds the DiT's graphs for `checkpoint`'s config.json and creates their sessions on `options.provider`.
@@ -287,108 +612,55 @@ interface Streams {
 export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOptions): Promise<DiTRunner> {
   const config = parseDiTConfig(checkpoint.config);
   const dtype = options.dtype ?? 'float32';
-  // On WebGPU the attention between the block halves is our flash-attention kernel, on ORT's own device.
+  const quantized = options.quantized ?? false;
+  // On WebGPU the attention between the block halves is our flash-attention kernel, on ORT's own device, and the
+  // widest 4-bit linears run in our 4-bit matmul kernel where the model allows it.
   const device = options.provider === 'webgpu' ? sharedDevice() : null;
-  const graphs = buildDiTGraphs(config, { dtype, quantized: options.quantized ?? false, attention: device ? 'external' : 'inline' });
+  const kernelLinears = device !== null && quantized && hiddenSize(config) % 32 === 0 && options.linears !== 'onnx';
+  const graphs = buildDiTGraphs(config, { dtype, quantized, attention: device ? 'external' : 'inline', linears: kernelLinears ? 'kernel' : 'onnx' });
   // On WebGPU the streams between graphs stay on the GPU; only the velocity and TeaCache's inputs come back.
-  const onGpu = { outputsOnGpu: options.provider === 'webgpu' };
-  const split = graphs.split;
   const sessions = {
-    embed: await createSession(graphs.embed, options.provider, onGpu),
-    dual: split ? await createSession(split.dualPre, options.provider, onGpu) : await createSession(graphs.dual, options.provider, onGpu),
-    single: split ? await createSession(split.singlePre, options.provider, onGpu) : await createSession(graphs.single, options.provider, onGpu),
-    dualPost: split ? await createSession(split.dualPost, options.provider, onGpu) : null,
-    singlePost: split ? await createSession(split.singlePost, options.provider, onGpu) : null,
+    embed: await createSession(graphs.embed, options.provider, { outputsOnGpu: options.provider === 'webgpu' }),
     head: await createSession(graphs.head, options.provider),
   };
-  const attention: FlashAttention | null = device
-    ? await createFlashAttention(device, { heads: config.heads, headDim: config.headDim, dtype: dtype === 'float16' ? 'f16' : 'f32' })
-    : null;
-  let attentionOut: GPUBuffer | null = null;
-  let dispatches = 0;
   let modulationSession: GraphSession | null = null;
-  const residency = options.residency ?? new WeightResidency(null);
+  const residency = options.residency ?? new WeightResidency(device);
 
   const hostBlocks = new Map<string, Promise<HostBlock>>();
-  const weights = async (graph: BuiltGraph, block?: number): Promise<Record<string, OrtTensor>> => {
+  const hostBlock = (graph: BuiltGraph, block?: number): Promise<HostBlock> => {
     const key = `${graph.name}/${block ?? ''}`;
     let host = hostBlocks.get(key);
     if (!host) hostBlocks.set(key, (host = hostWeights(graph, checkpoint, block, key)));
-    return residency.feeds(await host);
+    return host;
   };
+  const weights = async (graph: BuiltGraph): Promise<Record<string, OrtTensor>> => residency.feeds(await hostBlock(graph));
+  const blocks = await createDiTBlockRunner(config, graphs.blocks, { provider: options.provider, dtype, hostBlock, residency });
 
-  const embed = async (prepared: PreparedInputs): Promise<Streams> => {
+  const embed = async (prepared: PreparedInputs): Promise<DiTStreams> => {
     const out = await sessions.embed.run({ ...(await weights(graphs.embed)), ...prepared.embedFeeds });
     return { x: out[DIT_IO.imageTokens], ctx: out[DIT_IO.contextTokens], temb: out[DIT_IO.temb], cos: out[DIT_IO.ropeCos], sin: out[DIT_IO.ropeSin] };
   };
 
   /** Block 0's modulated image tokens, fed block 0's own weights (the two graphs share input names). */
-  const modulated = async (s: Streams): Promise<Float32Array> => {
+  const modulated = async (s: DiTStreams): Promise<Float32Array> => {
     modulationSession ??= await createSession(graphs.modulation, options.provider);
-    const block0 = await weights(graphs.split?.dualPre ?? graphs.dual, 0);
+    const block0 = await blocks.firstDualWeights();
     const feeds: Record<string, OrtTensor> = { [DIT_IO.imageTokens]: s.x, [DIT_IO.temb]: s.temb };
     for (const w of graphs.modulation.weights) feeds[w.input] = block0[w.input];
     const out = await modulationSession.run(feeds);
     return Float32Array.from((await tensorData(out[DIT_IO.modulated])) as Float32Array);
   };
 
-  /**
-   * One block with its attention outside the graphs: pre (q, k, v, …) → flash-attention kernel → post. The kernel's
-   * commands are submitted after ORT's (queue order), and its output buffer is reused from block to block.
-   */
-  const splitBlock = async (pre: GraphSession, post: GraphSession, block: number, streams: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>> => {
-    const preGraph = pre.graph;
-    const postGraph = post.graph;
-    const a = await pre.run({ ...(await weights(preGraph, block)), ...streams });
-    try {
-      const q = a[DIT_IO.q];
-      const tokens = q.dims[1];
-      const bytes = tokens * config.heads * config.headDim * (dtype === 'float16' ? 2 : 4);
-      if (!attentionOut || attentionOut.size < bytes) {
-        attentionOut?.destroy();
-        attentionOut = device!.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: 'dit attention' });
-      }
-      const encoder = device!.createCommandEncoder({ label: 'dit attention' });
-      attention!.encode(encoder, { q: q.gpuBuffer, k: a[DIT_IO.k].gpuBuffer, v: a[DIT_IO.v].gpuBuffer, out: attentionOut, nq: tokens, nk: tokens });
-      device!.queue.submit([encoder.finish()]);
-      dispatches++;
-      const feeds: Record<string, OrtTensor> = {
-        ...(await weights(postGraph, block)),
-        [DIT_IO.imageTokens]: streams[DIT_IO.imageTokens],
-        [DIT_IO.contextTokens]: streams[DIT_IO.contextTokens],
-        [DIT_IO.attention]: gpuTensor(attentionOut, dtype, [1, tokens, config.heads * config.headDim]),
-      };
-      for (const name of postGraph.inputs.map((i) => i.name)) if (name in a) feeds[name] = a[name];
-      return await post.run(feeds);
-    } finally {
-      disposeGpu(...Object.values(a));
-    }
-  };
-
   /** Every dual then every single block; returns the image tokens (the context stream is no longer needed). */
-  const runBlocks = async (s: Streams, signal?: AbortSignal): Promise<OrtTensor> => {
+  const runBlocks = async (s: DiTStreams, signal?: AbortSignal): Promise<OrtTensor> => {
     let { x, ctx } = s;
-    const kinds = [
-      { session: sessions.dual, post: sessions.dualPost, count: config.layers },
-      { session: sessions.single, post: sessions.singlePost, count: config.singleLayers },
-    ];
     try {
-      for (const kind of kinds) {
-        for (let i = 0; i < kind.count; i++) {
+      for (const [kind, count] of [['dual', config.layers], ['single', config.singleLayers]] as const) {
+        for (let i = 0; i < count; i++) {
           signal?.throwIfAborted();
-          const streams = {
-            [DIT_IO.imageTokens]: x,
-            [DIT_IO.contextTokens]: ctx,
-            [DIT_IO.temb]: s.temb,
-            [DIT_IO.ropeCos]: s.cos,
-            [DIT_IO.ropeSin]: s.sin,
-          };
-          const out = kind.post
-            ? await splitBlock(kind.session, kind.post, i, streams)
-            : await kind.session.run({ ...(await weights(kind.session.graph, i)), ...streams });
+          const out = await blocks.run(kind, i, { ...s, x, ctx });
           if (x !== s.x) disposeGpu(x, ctx);
-          x = out[DIT_IO.imageTokensOut];
-          ctx = out[DIT_IO.contextTokensOut];
+          ({ x, ctx } = out);
         }
       }
     } catch (e) {
@@ -400,7 +672,7 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
   };
 
   /** The blocks, or TeaCache's shortcut x_in + stored residual when its rule says skip. */
-  const blocksWithTeaCache = async (s: Streams, slot: TeaCacheSlot, imageTokens: number, signal?: AbortSignal): Promise<OrtTensor> => {
+  const blocksWithTeaCache = async (s: DiTStreams, slot: TeaCacheSlot, imageTokens: number, signal?: AbortSignal): Promise<OrtTensor> => {
     const compute = await slot.rule.shouldCompute(await modulated(s));
     const xIn = (await tensorData(s.x)) as Float32Array; // [1, N_img, D] f32
     if (compute) {
@@ -421,9 +693,14 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
   return {
     config,
     graphs,
-    attentionKernel: attention?.path ?? null,
+    blocks,
+    attentionKernel: blocks.attentionKernel,
     get attentionDispatches() {
-      return dispatches;
+      return blocks.attentionDispatches;
+    },
+    linearKernel: blocks.linearKernel,
+    get linearDispatches() {
+      return blocks.linearDispatches;
     },
     async embed(inputs) {
       const s = await embed(prepareInputs(config, inputs));
@@ -452,8 +729,7 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
     },
     async release() {
       for (const session of [...Object.values(sessions), modulationSession]) await session?.release();
-      attentionOut?.destroy();
-      attentionOut = null;
+      await blocks.release();
       if (!options.residency) residency.release();
       hostBlocks.clear();
     },
