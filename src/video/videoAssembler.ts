@@ -79,18 +79,40 @@ export class VideoAssembler {
       if (decoded.shape[2] < this.overlap) {
         throw new VideoInputError(`A section's decode must hold at least the ${this.overlap} overlapping frames, got ${decoded.shape[2]}.`);
       }
-      this.encoder ??= await this.createEncoder(width, height);
-      this.size = { width, height };
-      const join = this.join(decoded);
-      this.held = join.held;
-      this.heldRun = undefined;
-      const n = join.final.shape[2];
-      if (n === 0) return;
-      const run = await this.encoder.encodeRun(framesToRgba(join.final));
-      if (this.variant === 'f1') this.finalRuns.push(run);
-      else this.finalRuns.unshift(run); // the original loop's final frames come BEFORE everything finalised earlier
-      this.finalFrames += n;
+      await this.commit(this.join(decoded), width, height);
     });
+  }
+
+  /**
+   * Adds frames that the generation loop has already joined (FrameSink's arguments): `final` frames are finished
+   * and `held` are the overlap frames the next section may still blend. Same result as addSection on the decode.
+   * @throws VideoInputError on a size change or a placement that does not match the loop order; the encoder's errors.
+   */
+  addFrames(final: Tensor, held: Tensor, placement: 'before' | 'after'): Promise<void> {
+    return this.serially(async () => {
+      if (placement !== (this.variant === 'f1' ? 'after' : 'before')) {
+        throw new VideoInputError(`The ${this.variant} loop places frames ${this.variant === 'f1' ? 'after' : 'before'} the video, got '${placement}'.`);
+      }
+      const { width, height } = videoDims(held);
+      if (this.size && (this.size.width !== width || this.size.height !== height)) {
+        throw new VideoInputError(`Every section must have the video's size ${this.size.width}×${this.size.height}, got ${width}×${height}.`);
+      }
+      await this.commit({ final, held }, width, height);
+    });
+  }
+
+  /** Keeps the held frames and encodes the final ones as one run, in time order with the earlier runs. */
+  private async commit(join: Pick<StreamingJoin, 'final' | 'held'>, width: number, height: number): Promise<void> {
+    this.encoder ??= await this.createEncoder(width, height);
+    this.size = { width, height };
+    this.held = join.held;
+    this.heldRun = undefined;
+    const n = join.final.shape[2];
+    if (n === 0) return;
+    const run = await this.encoder.encodeRun(framesToRgba(join.final));
+    if (this.variant === 'f1') this.finalRuns.push(run);
+    else this.finalRuns.unshift(run); // the original loop's final frames come BEFORE everything finalised earlier
+    this.finalFrames += n;
   }
 
   /**

@@ -31,12 +31,14 @@ export interface EncoderQuality {
  * - bitrate mode: 0.1 bit per pixel per frame at CRF 23 (x264's default, ≈ 5 Mb/s for 1080p30), doubling every
  *   6 CRF steps lower (x264's rule of thumb), never under 100 kb/s so tiny test frames stay watchable:
  *   bitrate = max(0.1 · 2^((23 − crf)/6) · width · height · 30, 100 000). CRF 16 at 640×608 → ≈ 2.6 Mb/s.
+ *   CRF 0 is lossless in x264 ("0 is uncompressed", says the reference's slider): it gets the raw 4:2:0 frames'
+ *   own rate, 12 bits per pixel, which brings any encoder close to lossless (the rule would give only 1.4).
  */
 export function qualityToEncoderSettings(crf: number, width: number, height: number): EncoderQuality {
   if (!Number.isFinite(crf) || crf < 0) throw new RangeError(`MP4 compression (CRF) must be a number from 0 to 100, got ${crf}.`);
   if (!(width > 0 && height > 0)) throw new RangeError(`Frame size must be positive, got ${width}×${height}.`);
   const effective = Math.min(Math.round(crf), 51);
-  const bitsPerPixel = 0.1 * 2 ** ((23 - effective) / 6);
+  const bitsPerPixel = effective === 0 ? 12 : 0.1 * 2 ** ((23 - effective) / 6);
   return {
     crf: effective,
     avcQuantizer: effective,

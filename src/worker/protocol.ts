@@ -19,10 +19,14 @@ export interface CapabilityReport {
   storage: { quota: number | null; usage: number | null; persisted: boolean | null };
   /** Whether this browser can encode H.264 (else VP9) into MP4. */
   videoCodec: string | null;
+  /** Why there is no usable GPU (NoWebGPUError, NoAdapterError…), when there is none. */
+  problem?: SerializedError;
 }
 
 export interface ModelStatus {
   id: ModelId;
+  /** What the model selector shows. */
+  label: string;
   /** Converted weights are in the browser's storage. */
   cached: boolean;
   /** Bytes stored, and bytes the full model needs. */
@@ -55,6 +59,10 @@ export interface LoadEvent {
   file: string;
   loaded: number;
   total: number;
+  /** The network or tokenizer being fetched ('transformer', 'vae', …), and its place among the model's parts. */
+  component: string;
+  part: number;
+  parts: number;
 }
 
 /** A playable MP4 of everything final so far; sent after every section. */
@@ -68,7 +76,8 @@ export interface VideoEvent {
 export type WorkerEvent = JobEvent | LoadEvent | VideoEvent;
 
 export interface GenerateResult {
-  mp4: Blob;
+  /** Null only when the job was stopped (or failed) before its first section was finished. */
+  mp4: Blob | null;
   frames: number;
   width: number;
   height: number;

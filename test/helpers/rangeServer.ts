@@ -23,8 +23,11 @@ export interface RangeServer {
   /** `http://127.0.0.1:PORT` (no trailing slash). */
   url: string;
   log: LoggedRequest[];
-  /** The next response covering byte `offset` of `path` stops there and the connection is destroyed. Once. */
-  cutAt(path: string, offset: number): void;
+  /**
+   * The next response covering byte `offset` of `path` stops there and the connection is destroyed; `times` such
+   * responses in a row (default once), e.g. more than the client's retries to make a download fail for good.
+   */
+  cutAt(path: string, offset: number, times?: number): void;
   /** The next `times` requests for `path` answer `status` (default 500). */
   failNext(path: string, status?: number, times?: number): void;
   /** GETs of paths starting with `prefix` ignore Range and send the whole file (200). */
@@ -49,7 +52,7 @@ function parseRange(header: string | undefined, size: number): [number, number] 
 }
 
 export async function startRangeServer(root: string): Promise<RangeServer> {
-  const cuts = new Map<string, number>();
+  const cuts = new Map<string, { offset: number; times: number }>();
   const failures = new Map<string, { status: number; times: number }>();
   const ignoring: string[] = [];
   const tokens: [string, string][] = [];
@@ -59,6 +62,14 @@ export async function startRangeServer(root: string): Promise<RangeServer> {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const entry: LoggedRequest = { method: req.method ?? 'GET', path, range: null, status: 0, sent: 0 };
     log.push(entry);
+    // CORS, so a page served from another origin (the app under test) can read the files, their sizes and ranges.
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges, Content-Encoding');
+    if (req.method === 'OPTIONS') {
+      entry.status = 204;
+      res.writeHead(204, { 'Access-Control-Allow-Methods': 'GET, HEAD', 'Access-Control-Allow-Headers': 'Range, Authorization', 'Access-Control-Max-Age': '600' }).end();
+      return;
+    }
     const answer = (status: number, body = '') => { entry.status = status; res.writeHead(status, { 'Content-Type': 'text/plain' }).end(body); };
     if (server.delayMs) await new Promise((r) => setTimeout(r, server.delayMs));
     const failure = failures.get(path);
@@ -95,8 +106,8 @@ export async function startRangeServer(root: string): Promise<RangeServer> {
     entry.status = parsed ? 206 : 200;
     res.writeHead(entry.status, { ...headers, 'Content-Length': end - start + 1, ...(parsed ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}) });
     const cut = cuts.get(path);
-    const stopAt = cut !== undefined && cut >= start && cut <= end ? cut : end + 1;
-    if (stopAt <= end) cuts.delete(path);
+    const stopAt = cut !== undefined && cut.offset >= start && cut.offset <= end ? cut.offset : end + 1;
+    if (stopAt <= end && --cut!.times <= 0) cuts.delete(path);
     const fh = await open(file, 'r');
     try {
       const step = 256 * 1024;
@@ -135,7 +146,7 @@ export async function startRangeServer(root: string): Promise<RangeServer> {
   const api: RangeServer = {
     url: `http://127.0.0.1:${port}`,
     log,
-    cutAt: (path, offset) => { cuts.set(path, offset); },
+    cutAt: (path, offset, times = 1) => { cuts.set(path, { offset, times }); },
     failNext: (path, status = 500, times = 1) => { failures.set(path, { status, times }); },
     ignoreRange: (prefix) => { ignoring.push(prefix); },
     requireToken: (prefix, token) => { tokens.push([prefix, token]); },

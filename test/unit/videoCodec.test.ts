@@ -26,6 +26,8 @@ describe('qualityToEncoderSettings: the MP4 Compression slider (libx264 CRF) as 
 
   it('never asks for less than 100 kb/s, however small the frame', () => {
     expect(qualityToEncoderSettings(16, 96, 80).bitrate).toBe(100_000);
+    // CRF 0 is x264's lossless: the raw 4:2:0 rate, 12 bits per pixel per frame.
+    expect(qualityToEncoderSettings(0, 112, 80).bitrate).toBe(12 * 112 * 80 * 30);
     expect(qualityToEncoderSettings(51, 640, 608).bitrate).toBe(100_000);
   });
 

@@ -1,0 +1,42 @@
+// Past results, kept in the browser (IndexedDB through idb-keyval, in a database of their own so deleting a model
+// never touches them and vice versa): the MP4, the settings and seed that made it, and the input image itself, so
+// "run again" reproduces the job exactly.
+
+import { createStore, del, entries, set, type UseStore } from 'idb-keyval';
+import type { FormSnapshot } from './jobForm.svelte.ts';
+
+export interface GalleryEntry {
+  id: string;
+  createdAt: number;
+  form: FormSnapshot;
+  mp4: Blob;
+  frames: number;
+  width: number;
+  height: number;
+  /** The job was stopped: the video holds the sections finished before. */
+  stopped: boolean;
+  image: Blob;
+  imageName: string;
+  endImage: Blob | null;
+  endImageName: string | null;
+  thumbnail: Blob;
+}
+
+let store: UseStore | null = null;
+const gallery = () => (store ??= createStore('framepack-gallery', 'results'));
+
+/** Newest first. */
+export async function listGallery(): Promise<GalleryEntry[]> {
+  const all = (await entries<string, GalleryEntry>(gallery())).map(([, v]) => v);
+  return all.sort((a, b) => b.createdAt - a.createdAt);
+}
+
+export async function saveToGallery(entry: Omit<GalleryEntry, 'id' | 'createdAt'>): Promise<GalleryEntry> {
+  const full: GalleryEntry = { ...entry, id: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`, createdAt: Date.now() };
+  await set(full.id, full, gallery());
+  return full;
+}
+
+export async function deleteFromGallery(id: string): Promise<void> {
+  await del(id, gallery());
+}

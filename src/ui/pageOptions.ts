@@ -1,0 +1,18 @@
+// Settings the page takes from its own address, for tests and diagnostics (the app needs none of them):
+//   ?modelBase=URL          fetch the tiny model from URL instead of this site's models/tiny/
+//   ?hubEndpoint=URL        a Hugging Face mirror (or a local server in the official layout)
+//   ?maxGpuBufferBytes=N    plan as if the GPU allowed at most N bytes in one buffer (emulates a smaller GPU)
+//   ?dtype=float32|float16  activation precision instead of the adapter's best
+import type { WorkerOptions } from '../worker/framepackWorker.ts';
+
+export function workerOptionsFromUrl(url: URL, baseUri: string): WorkerOptions {
+  const q = url.searchParams;
+  const options: WorkerOptions = { tinyModelUrl: new URL(q.get('modelBase') ?? 'models/tiny/', baseUri).href };
+  const hub = q.get('hubEndpoint');
+  if (hub) options.hubEndpoint = hub;
+  const limit = Number(q.get('maxGpuBufferBytes'));
+  if (limit > 0) options.maxGpuBufferBytes = limit;
+  const dtype = q.get('dtype');
+  if (dtype === 'float32' || dtype === 'float16') options.dtype = dtype;
+  return options;
+}
