@@ -12,6 +12,7 @@
 // No mask: FramePack's attention at batch 1 has none. Timings: bench/attentionKernel.ts.
 
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type AttentionDtype = 'f32' | 'f16';
 export type AttentionPath = 'portable' | 'subgroup-matrix';
@@ -74,20 +75,6 @@ const SUBGROUP_MATRIX_WORKGROUP_BYTES = 8704 * 2 + 4352 * 4 + 4608 * 2 + 2 * 64 
 /** The subgroup-matrix kernel's smallest problem (16 query rows, one 64-key tile); smaller ones go to the portable kernel. */
 const SUBGROUP_MATRIX_MIN_NQ = 16;
 const SUBGROUP_MATRIX_MIN_NK = 64;
-
-interface SubgroupMatrixConfig {
-  componentType: string;
-  resultComponentType: string;
-  M: number;
-  N: number;
-  K: number;
-}
-
-interface AdapterInfoWithSubgroups {
-  subgroupMinSize?: number;
-  subgroupMaxSize?: number;
-  subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
-}
 
 /** Why the subgroup-matrix kernel cannot run with these options on this device, or null when it can. */
 export function subgroupMatrixUnavailableReason(device: GPUDevice, options: Pick<FlashAttentionOptions, 'headDim' | 'dtype'>): string | null {

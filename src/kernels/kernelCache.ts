@@ -45,3 +45,19 @@ export async function buildComputePipeline(device: GPUDevice, label: string, cod
     throw new KernelCompileError(label, [(e as Error).message]);
   }
 }
+
+/** One subgroup-matrix configuration as Dawn lists it on the adapter's info. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** The adapter info fields the tensor-core kernels check (Dawn's; absent from @webgpu/types). */
+export interface AdapterInfoWithSubgroups {
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+  subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
+}

@@ -20,6 +20,7 @@
 // Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
 
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type Q4MatmulDtype = 'f32' | 'f16';
 export type Q4MatmulPath = 'portable' | 'subgroup-matrix';
@@ -120,20 +121,6 @@ export const DEFAULT_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 4, blocks: 1,
 const SMALL_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 2, blocks: 1 };
 const FLAG_BIAS = 1;
 const FLAG_GELU = 2;
-
-interface SubgroupMatrixConfig {
-  componentType: string;
-  resultComponentType: string;
-  M: number;
-  N: number;
-  K: number;
-}
-
-interface AdapterInfoWithSubgroups {
-  subgroupMinSize?: number;
-  subgroupMaxSize?: number;
-  subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
-}
 
 /** Workgroup bytes of the subgroup-matrix kernel: the f16 W tile plus one f32 16×16 scratch (stride 20) per subgroup. */
 function subgroupMatrixWorkgroupBytes(t: SubgroupMatrixTiling): number {
