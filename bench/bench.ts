@@ -11,6 +11,9 @@
 //   [--dtype float16|float32] [--linears kernel|onnx] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
 // --linears onnx keeps every linear in ORT's MatMulNBits (the path before the 4-bit kernel), for comparison.
 // --step also runs two whole steps (60 blocks with their own weights) all resident, then streamed within --stream-gb.
+// --numerics instead runs one dual and one single block in --dtype (default float16) and in float32 on the same random
+// weights and inputs and prints the error (bench/blockNumerics.ts); --unrounded-weights gives the float32 reference
+// its own fp32 scales instead of the fp16-rounded ones.
 
 import { readFileSync } from 'node:fs';
 import realConfig from '../src/models/configs/transformer.json' with { type: 'json' };
@@ -24,6 +27,7 @@ import { attentionFlops } from '../src/kernels/flashAttention.ts';
 import { createDiTBlockRunner, type BlockKind, type DiTStreams } from '../src/worker/dit.ts';
 import { f32ToF16 } from '../src/weights/dtypes.ts';
 import { trackGpuMemory } from '../src/runtime/gpuMemory.ts';
+import { blockNumerics, formatBlockNumerics } from './blockNumerics.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -51,6 +55,14 @@ const config: DiTConfig = parseDiTConfig(small ? { ...realConfig, num_attention_
 const d = hiddenSize(config);
 // 'kernel' (the product's default on WebGPU): the widest 4-bit linears in src/kernels/q4Matmul.ts; 'onnx': all in ORT.
 const linears = opt('linears', 'kernel') as 'kernel' | 'onnx';
+
+if (flag('numerics')) {
+  const report = await blockNumerics({ device, config, imageTokens, condTokens, dtype, linears, roundReferenceWeights: !flag('unrounded-weights') });
+  console.log(JSON.stringify({ gpu: `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim(), ...report }));
+  for (const line of formatBlockNumerics(report)) console.log(line);
+  process.exit(0);
+}
+
 const graphs = buildDiTGraphs(config, { dtype, quantized: true, attention: 'external', linears });
 const plans = graphs.blocks;
 const planGraphs = (plan: BlockPlan): BuiltGraph[] => [...plan.stages.flatMap((s) => (s.op === 'graph' ? [s.graph] : [])), ...(plan.linearWeights ? [plan.linearWeights] : [])];
@@ -117,7 +129,15 @@ async function gpuIdle(): Promise<void> {
   await device.queue.onSubmittedWorkDone();
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const stageName = (s: BlockStage) => (s.op === 'graph' ? s.graph.name : s.op === 'attention' ? 'attention' : `q4 ${s.linear.parts.map((p) => p.prefix.split('.').slice(2).join('.')).join('+')}[${s.linear.kOffset}:${s.linear.kOffset + s.linear.k}]`);
+function stageName(s: BlockStage): string {
+  switch (s.op) {
+    case 'graph': return s.graph.name;
+    case 'attention': return 'attention';
+    case 'linear': return `q4 ${s.linear.parts.map((p) => p.prefix.split('.').slice(2).join('.')).join('+')}[${s.linear.kOffset}:${s.linear.kOffset + s.linear.k}]`;
+    case 'heads': return `heads ${s.rows}`;
+    case 'adaNorm': return `adaNorm ${s.rows}${s.residual ? ` +${s.residual.y}` : ''}${s.modulation ? ` →${s.modulation.out}` : ''}`;
+  }
+}
 
 /**
  * One block through the runner, each stage waited for on the GPU and timed (median of the repeats after a first,
@@ -138,7 +158,8 @@ async function timeBlock(kind: BlockKind) {
   const graphsMs = sum((s) => s.op === 'graph');
   const attentionMs = sum((s) => s.op === 'attention');
   const linearsMs = sum((s) => s.op === 'linear');
-  return { graphs: graphsMs, attention: attentionMs, kernelLinears: linearsMs, total: graphsMs + attentionMs + linearsMs, stages };
+  const fusedMs = sum((s) => s.op === 'heads' || s.op === 'adaNorm');
+  return { graphs: graphsMs, attention: attentionMs, kernelLinears: linearsMs, fused: fusedMs, total: graphsMs + attentionMs + linearsMs + fusedMs, stages };
 }
 
 const dual = await timeBlock('dual');

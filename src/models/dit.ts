@@ -652,80 +652,6 @@ export function buildDiTDualPost(c: DiTConfig, graphOptions: DiTGraphOptions = {
 }
 
 /**
- * The dual block's modulations when its q, k, v projections run in the 4-bit kernel: inputs the streams and temb;
- * outputs mod_x, mod_c [1, 6, D] and the modulated streams qkv_in [1, N_img, D], qkv_context_in [1, N_ctx, D].
- */
-export function buildDiTDualModulation(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype, quantized } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph('dit_dual_modulation', dtype);
-  const { x, ctx } = blockInputs(g, c);
-  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
-  const m = dualModulation(g, c, x, ctx, temb, quantized);
-  g.output(m.modX, DIT_IO.modX, 'float32', [1, 6, d]);
-  g.output(m.modC, DIT_IO.modC, 'float32', [1, 6, d]);
-  g.output(m.xn, DIT_IO.qkvIn, dtype, [1, 'N_img', d]);
-  g.output(m.cn, DIT_IO.qkvContextIn, dtype, [1, 'N_ctx', d]);
-  return g.build();
-}
-
-/**
- * The dual block's attention inputs from the kernel's stacked projections qkv [1, N_img, 3D] (to_q; to_k; to_v)
- * and qkv_context [1, N_ctx, 3D] (add_q/k/v_proj), with rope_cos, rope_sin: outputs q, k, v [1, N_tot, H·d].
- */
-export function buildDiTDualHeads(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph('dit_dual_heads', dtype);
-  const image = g.input(DIT_IO.qkv, dtype, [1, 'N_img', 3 * d]);
-  const context = g.input(DIT_IO.qkvContext, dtype, [1, 'N_ctx', 3 * d]);
-  const cos = g.input(DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]);
-  const sin = g.input(DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]);
-  const heads = dualJointHeads(g, c, unstackProjections(g, c, image), unstackProjections(g, c, context), cos, sin);
-  for (const name of ['q', 'k', 'v'] as const) g.output(heads[name], DIT_IO[name], dtype, attnShape(c));
-  return g.build();
-}
-
-/**
- * The dual block's attention residuals when its out projections run in the 4-bit kernel: inputs the streams,
- * attention_out [1, N_img, D] = to_out.0(o_image), attention_context_out [1, N_ctx, D] = to_add_out(o_context),
- * mod_x and mod_c; outputs the streams after the residual (image_tokens_mid, context_tokens_mid, float32) and the
- * feed-forward inputs ff_in [1, N_img, D], ff_context_in [1, N_ctx, D].
- */
-export function buildDiTDualAttentionResidual(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph('dit_dual_attention_residual', dtype);
-  const { x, ctx } = blockInputs(g, c);
-  const yImage = g.input(DIT_IO.attentionOut, dtype, [1, 'N_img', d]);
-  const yContext = g.input(DIT_IO.attentionContextOut, dtype, [1, 'N_ctx', d]);
-  const modX = g.input(DIT_IO.modX, 'float32', [1, 6, d]);
-  const modC = g.input(DIT_IO.modC, 'float32', [1, 6, d]);
-  const a = dualAttentionResidual(g, c, x, ctx, yImage, yContext, modX, modC);
-  g.output(a.x1, DIT_IO.imageTokensMid, 'float32', [1, 'N_img', d]);
-  g.output(a.c1, DIT_IO.contextTokensMid, 'float32', [1, 'N_ctx', d]);
-  g.output(a.xn, DIT_IO.ffIn, dtype, [1, 'N_img', d]);
-  g.output(a.cn, DIT_IO.ffContextIn, dtype, [1, 'N_ctx', d]);
-  return g.build();
-}
-
-/** The dual block's feed-forward residuals: inputs the mid streams, ff_out, ff_context_out, mod_x, mod_c; outputs the streams. */
-export function buildDiTDualFeedForwardOut(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph('dit_dual_ff_out', dtype);
-  const x1 = g.input(DIT_IO.imageTokensMid, 'float32', [1, 'N_img', d]);
-  const c1 = g.input(DIT_IO.contextTokensMid, 'float32', [1, 'N_ctx', d]);
-  const ffX = g.input(DIT_IO.ffOut, dtype, [1, 'N_img', d]);
-  const ffC = g.input(DIT_IO.ffContextOut, dtype, [1, 'N_ctx', d]);
-  const modX = g.input(DIT_IO.modX, 'float32', [1, 6, d]);
-  const modC = g.input(DIT_IO.modC, 'float32', [1, 6, d]);
-  const [x2, c2] = dualFeedForwardResidual(g, x1, c1, ffX, ffC, modX, modC);
-  blockOutputs(g, c, x2, c2);
-  return g.build();
-}
-
-/**
  * One single-stream block (§5.8), weights `single_transformer_blocks.{i}.*` as inputs; same inputs and outputs as
  * the dual block (the streams are joined inside and split again, so the engine's loop is uniform).
  */
@@ -754,36 +680,6 @@ export function buildDiTSinglePre(c: DiTConfig, graphOptions: DiTGraphOptions = 
   return g.build();
 }
 
-/** The single block's modulation when its linears run in the 4-bit kernel: outputs mod [1, 3, D] and normed [1, N_tot, D]. */
-export function buildDiTSingleModulation(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype, quantized } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph('dit_single_modulation', dtype);
-  const { x, ctx } = blockInputs(g, c);
-  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
-  const { n, mod } = singleModulation(g, c, x, ctx, temb, quantized);
-  g.output(mod, DIT_IO.mod, 'float32', [1, 3, d]);
-  g.output(n, DIT_IO.normed, dtype, [1, 'N_tot', d]);
-  return g.build();
-}
-
-/**
- * The single block's attention inputs from the kernel's stacked projections qkv [1, N_tot, 3D] (to_q; to_k; to_v),
- * with rope_cos, rope_sin (whose N_img rows say where the image tokens end): outputs q, k, v [1, N_tot, H·d].
- */
-export function buildDiTSingleHeads(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype } = options(graphOptions);
-  const g = new Graph('dit_single_heads', dtype);
-  const qkv = g.input(DIT_IO.qkv, dtype, [1, 'N_tot', 3 * hiddenSize(c)]);
-  const cos = g.input(DIT_IO.ropeCos, 'float32', ['N_img', c.headDim]);
-  const sin = g.input(DIT_IO.ropeSin, 'float32', ['N_img', c.headDim]);
-  const imageTokens = g.op('Shape', [cos], { start: 0, end: 1 });
-  const sizes = g.op('Concat', [imageTokens, g.op('Sub', [g.op('Shape', [qkv], { start: 1, end: 2 }), imageTokens])], { axis: 0 });
-  const heads = singleHeads(g, c, unstackProjections(g, c, qkv), sizes, cos, sin);
-  for (const name of ['q', 'k', 'v'] as const) g.output(heads[name], DIT_IO[name], dtype, attnShape(c));
-  return g.build();
-}
-
 /** The single block after its attention: inputs the streams, attention, mlp and mod. */
 export function buildDiTSinglePost(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
   const { dtype, quantized } = options(graphOptions);
@@ -793,25 +689,6 @@ export function buildDiTSinglePost(c: DiTConfig, graphOptions: DiTGraphOptions =
   const mlp = g.input(DIT_IO.mlp, dtype, [1, 'N_tot', mlpWidth(c)]);
   const mod = g.input(DIT_IO.mod, 'float32', [1, 3, hiddenSize(c)]);
   const [x1, c1] = singlePost(g, c, x, ctx, o, mlp, mod, quantized);
-  blockOutputs(g, c, x1, c1);
-  return g.build();
-}
-
-/**
- * The single block's residual when the 4-bit kernel ran proj_out as two products over its input's halves:
- * inputs the streams, proj_out_attention = o·W[:, :D]ᵀ and proj_out_mlp = mlp·W[:, D:]ᵀ + b (activation dtype,
- * [1, N_tot, D]) and mod; their sum is taken in float32.
- */
-export function buildDiTSingleResidual(c: DiTConfig, graphOptions: DiTGraphOptions = {}): BuiltGraph {
-  const { dtype } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph('dit_single_residual', dtype);
-  const { x, ctx } = blockInputs(g, c);
-  const fromAttention = g.input(DIT_IO.projOutAttention, dtype, [1, 'N_tot', d]);
-  const fromMlp = g.input(DIT_IO.projOutMlp, dtype, [1, 'N_tot', d]);
-  const mod = g.input(DIT_IO.mod, 'float32', [1, 3, d]);
-  const out = g.op('Add', [toFloat32(g, fromAttention), toFloat32(g, fromMlp)]);
-  const [x1, c1] = singleResidual(g, x, ctx, out, mod);
   blockOutputs(g, c, x1, c1);
   return g.build();
 }
@@ -900,11 +777,34 @@ export interface KernelLinear {
   epilogue: 'none' | 'gelu_tanh';
 }
 
+/** Which token rows of the block's streams a kernel stage covers: the image tokens (N_img) or the context tokens (N_ctx). */
+export type StreamRows = 'image' | 'context';
+
 export type BlockStage =
   | { op: 'graph'; graph: BuiltGraph }
   | { op: 'attention'; q: string; k: string; v: string; out: string }
   /** `rows`: of a joint [1, N_img + N_ctx, k] value, only the image tokens (the first N_img) or the context tokens (the last N_ctx). */
-  | { op: 'linear'; x: string; rows?: 'image' | 'context'; out: string; linear: KernelLinear };
+  | { op: 'linear'; x: string; rows?: StreamRows; out: string; linear: KernelLinear }
+  /**
+   * src/kernels/qkvHeads.ts: the `rows` of a stacked projection qkv [1, ·, 3·H·d] (its own rows, or its part of a
+   * joint value) RMS-normed per head with the weight inputs normQ/normK, RoPE on image rows, into their rows of the
+   * joint q, k, v [1, N_img + N_ctx, H·d].
+   */
+  | { op: 'heads'; qkv: string; rows: StreamRows; normQ: string; normK: string }
+  /**
+   * src/kernels/adaNorm.ts on the `rows` of stream x [1, ·, D] (f32), chunks of modulation parameters mod [1, ·, D]:
+   * residual.out = x + mod[gate]·(y + y2) (f32; y, y2 its rows or its part of a joint value), and/or
+   * modulation.out = LN(that)·(1 + mod[scale]) + mod[shift] (activation dtype; into its part of a joint value when
+   * `joint`).
+   */
+  | {
+      op: 'adaNorm';
+      x: string;
+      mod: string;
+      rows: StreamRows;
+      residual?: { y: string; y2?: string; gate: number; out: string };
+      modulation?: { shift: number; scale: number; out: string; joint: boolean };
+    };
 
 export interface BlockPlan {
   stages: BlockStage[];
@@ -939,14 +839,31 @@ function attentionStage(): BlockStage {
   return { op: 'attention', q: DIT_IO.q, k: DIT_IO.k, v: DIT_IO.v, out: DIT_IO.attention };
 }
 
+/** The learned per-head RMSNorm weights [headDim] of q and k, as weight inputs of `g` (the names ops.rmsNorm gives them). */
+function headNormWeights(g: Graph, c: DiTConfig, q: string, k: string): { normQ: string; normK: string } {
+  const norm = (tensor: string) => g.weight(inputName(tensor), tensor, [c.headDim]);
+  return { normQ: norm(q), normK: norm(k) };
+}
+
+/** The AdaLN parameters of a block from temb (one-row 4-bit products, in ORT): `chunks` × D per prefix, float32. */
+function modulationParamsGraph(c: DiTConfig, graphOptions: DiTGraphOptions, name: string, outputs: [prefix: string, output: string][], chunks: number): BuiltGraph {
+  const { dtype, quantized } = options(graphOptions);
+  const d = hiddenSize(c);
+  const g = new Graph(name, dtype);
+  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
+  for (const [prefix, output] of outputs) g.output(modulationParams(g, temb, prefix, chunks, d, quantized), output, 'float32', [1, chunks, d]);
+  return g.build();
+}
+
 /**
- * The dual block with every large linear in the kernel: modulation → stacked q/k/v per stream → heads (norms,
- * RoPE) → attention → out projections per stream → residual and second modulation → feed-forwards → residual.
+ * The dual block on WebGPU with 4-bit weights: its AdaLN parameters in ORT (one-row products), everything else in
+ * our kernels. Per stream: modulation → stacked q/k/v → heads (norms, RoPE) → joint attention → out projection →
+ * residual and second modulation → feed-forward → residual.
  */
 function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: OnnxDType): BlockPlan {
   const d = hiddenSize(c);
   const m = mlpWidth(c);
-  const w = new Graph('dit_dual_kernel_linears', dtype);
+  const w = new Graph('dit_dual_kernel_weights', dtype);
   const attn = (names: string[]) => names.map((n) => `${DUAL_BLOCK}.attn.${n}`);
   const qkv = kernelLinearParts(w, attn(['to_q', 'to_k', 'to_v']), d, d);
   const qkvContext = kernelLinearParts(w, attn(['add_q_proj', 'add_k_proj', 'add_v_proj']), d, d);
@@ -957,47 +874,85 @@ function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: Onnx
     down: kernelLinearParts(w, [`${DUAL_BLOCK}.${stream}.net.2`], m, d),
   });
   const [ffX, ffC] = [ff('ff'), ff('ff_context')];
+  const imageNorms = headNormWeights(w, c, `${DUAL_BLOCK}.attn.norm_q.weight`, `${DUAL_BLOCK}.attn.norm_k.weight`);
+  const contextNorms = headNormWeights(w, c, `${DUAL_BLOCK}.attn.norm_added_q.weight`, `${DUAL_BLOCK}.attn.norm_added_k.weight`);
+  const params = modulationParamsGraph(c, graphOptions, 'dit_dual_modulation', [[`${DUAL_BLOCK}.norm1.linear`, DIT_IO.modX], [`${DUAL_BLOCK}.norm1_context.linear`, DIT_IO.modC]], 6);
+  // AdaLayerNormZero's chunks: shift, scale, gate of the attention; shift, scale, gate of the feed-forward.
+  const stream = (rows: StreamRows) => rows === 'image'
+    ? { x: DIT_IO.imageTokens, mod: DIT_IO.modX, qkvIn: DIT_IO.qkvIn, qkv: DIT_IO.qkv, norms: imageNorms, attentionOut: DIT_IO.attentionOut, mid: DIT_IO.imageTokensMid, ffIn: DIT_IO.ffIn, ffOut: DIT_IO.ffOut, out: DIT_IO.imageTokensOut }
+    : { x: DIT_IO.contextTokens, mod: DIT_IO.modC, qkvIn: DIT_IO.qkvContextIn, qkv: DIT_IO.qkvContext, norms: contextNorms, attentionOut: DIT_IO.attentionContextOut, mid: DIT_IO.contextTokensMid, ffIn: DIT_IO.ffContextIn, ffOut: DIT_IO.ffContextOut, out: DIT_IO.contextTokensOut };
+  const [image, context] = [stream('image'), stream('context')];
+  const firstNorm = (rows: StreamRows): BlockStage => {
+    const s = stream(rows);
+    return { op: 'adaNorm', x: s.x, mod: s.mod, rows, modulation: { shift: 0, scale: 1, out: s.qkvIn, joint: false } };
+  };
+  const heads = (rows: StreamRows): BlockStage => ({ op: 'heads', qkv: stream(rows).qkv, rows, ...stream(rows).norms });
+  const attentionResidual = (rows: StreamRows): BlockStage => {
+    const s = stream(rows);
+    return { op: 'adaNorm', x: s.x, mod: s.mod, rows, residual: { y: s.attentionOut, gate: 2, out: s.mid }, modulation: { shift: 3, scale: 4, out: s.ffIn, joint: false } };
+  };
+  const feedForwardResidual = (rows: StreamRows): BlockStage => {
+    const s = stream(rows);
+    return { op: 'adaNorm', x: s.mid, mod: s.mod, rows, residual: { y: s.ffOut, gate: 5, out: s.out } };
+  };
   const stages: BlockStage[] = [
-    graphStage(buildDiTDualModulation(c, graphOptions)),
-    linearStage(DIT_IO.qkvIn, DIT_IO.qkv, qkv, d, 'none'),
-    linearStage(DIT_IO.qkvContextIn, DIT_IO.qkvContext, qkvContext, d, 'none'),
-    graphStage(buildDiTDualHeads(c, graphOptions)),
+    graphStage(params),
+    firstNorm('image'),
+    firstNorm('context'),
+    linearStage(image.qkvIn, image.qkv, qkv, d, 'none'),
+    linearStage(context.qkvIn, context.qkv, qkvContext, d, 'none'),
+    heads('image'),
+    heads('context'),
     attentionStage(),
-    linearStage(DIT_IO.attention, DIT_IO.attentionOut, out, d, 'none', 'image'),
-    linearStage(DIT_IO.attention, DIT_IO.attentionContextOut, outContext, d, 'none', 'context'),
-    graphStage(buildDiTDualAttentionResidual(c, graphOptions)),
+    linearStage(DIT_IO.attention, image.attentionOut, out, d, 'none', 'image'),
+    linearStage(DIT_IO.attention, context.attentionOut, outContext, d, 'none', 'context'),
+    attentionResidual('image'),
+    attentionResidual('context'),
     linearStage(DIT_IO.ffIn, DIT_IO.ffHidden, ffX.up, d, 'gelu_tanh'),
     linearStage(DIT_IO.ffHidden, DIT_IO.ffOut, ffX.down, m, 'none'),
     linearStage(DIT_IO.ffContextIn, DIT_IO.ffContextHidden, ffC.up, d, 'gelu_tanh'),
     linearStage(DIT_IO.ffContextHidden, DIT_IO.ffContextOut, ffC.down, m, 'none'),
-    graphStage(buildDiTDualFeedForwardOut(c, graphOptions)),
+    feedForwardResidual('image'),
+    feedForwardResidual('context'),
   ];
   return { stages, linearWeights: w.build() };
 }
 
 /**
- * The single block with every large linear in the kernel: modulation → stacked q/k/v and proj_mlp + GELU → heads →
- * attention → proj_out as two products, one per half of its [o ; mlp] input (so o and mlp need no concatenated
- * copy) → residual.
+ * The single block on WebGPU with 4-bit weights: its AdaLN parameters in ORT, everything else in our kernels:
+ * modulation of both streams into one joint value → stacked q/k/v and proj_mlp + GELU → heads → attention →
+ * proj_out as two products, one per half of its [o ; mlp] input (so o and mlp need no concatenated copy) → residual
+ * per stream, summing the halves.
  */
 function singleKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: OnnxDType): BlockPlan {
   const d = hiddenSize(c);
   const m = mlpWidth(c);
-  const w = new Graph('dit_single_kernel_linears', dtype);
+  const w = new Graph('dit_single_kernel_weights', dtype);
   const qkv = kernelLinearParts(w, ['to_q', 'to_k', 'to_v'].map((n) => `${SINGLE_BLOCK}.attn.${n}`), d, d);
   const mlp = kernelLinearParts(w, [`${SINGLE_BLOCK}.proj_mlp`], d, m);
   const out = kernelLinearParts(w, [`${SINGLE_BLOCK}.proj_out`], d + m, d);
+  const norms = headNormWeights(w, c, `${SINGLE_BLOCK}.attn.norm_q.weight`, `${SINGLE_BLOCK}.attn.norm_k.weight`);
+  const params = modulationParamsGraph(c, graphOptions, 'dit_single_modulation', [[`${SINGLE_BLOCK}.norm.linear`, DIT_IO.mod]], 3);
   const outHalf = (x: string, y: string, kOffset: number, k: number, bias: boolean): BlockStage =>
     ({ op: 'linear', x, out: y, linear: { parts: out, storedK: d + m, kOffset, k, n: d, bias, epilogue: 'none' } });
+  // AdaLayerNormZeroSingle's chunks: shift, scale, gate.
+  const streamOf = (rows: StreamRows) => (rows === 'image' ? { x: DIT_IO.imageTokens, out: DIT_IO.imageTokensOut } : { x: DIT_IO.contextTokens, out: DIT_IO.contextTokensOut });
+  const norm = (rows: StreamRows): BlockStage => ({ op: 'adaNorm', x: streamOf(rows).x, mod: DIT_IO.mod, rows, modulation: { shift: 0, scale: 1, out: DIT_IO.normed, joint: true } });
+  const residual = (rows: StreamRows): BlockStage =>
+    ({ op: 'adaNorm', x: streamOf(rows).x, mod: DIT_IO.mod, rows, residual: { y: DIT_IO.projOutAttention, y2: DIT_IO.projOutMlp, gate: 2, out: streamOf(rows).out } });
   const stages: BlockStage[] = [
-    graphStage(buildDiTSingleModulation(c, graphOptions)),
+    graphStage(params),
+    norm('image'),
+    norm('context'),
     linearStage(DIT_IO.normed, DIT_IO.qkv, qkv, d, 'none'),
     linearStage(DIT_IO.normed, DIT_IO.mlp, mlp, d, 'gelu_tanh'),
-    graphStage(buildDiTSingleHeads(c, graphOptions)),
+    { op: 'heads', qkv: DIT_IO.qkv, rows: 'image', ...norms },
+    { op: 'heads', qkv: DIT_IO.qkv, rows: 'context', ...norms },
     attentionStage(),
     outHalf(DIT_IO.attention, DIT_IO.projOutAttention, 0, d, false),
     outHalf(DIT_IO.mlp, DIT_IO.projOutMlp, d, m, true),
-    graphStage(buildDiTSingleResidual(c, graphOptions)),
+    residual('image'),
+    residual('context'),
   ];
   return { stages, linearWeights: w.build() };
 }

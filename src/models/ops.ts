@@ -25,7 +25,9 @@ export function linear(g: Graph, x: string, prefix: string, inF: number, outF: n
   if (options.quantized) {
     const b = g.weight(`${name}_q4`, `${prefix}.weight`, [outF, inF], 'q4');
     const s = g.weightScales(`${name}_scales`, `${prefix}.weight`, [outF, inF]);
-    y = g.op('MatMulNBits', [x, b, s], { K: inF, N: outF, bits: 4, block_size: 32, accuracy_level: 4 }, { domain: 'com.microsoft' });
+    // accuracy_level 0: multiply in the activation dtype. At 4, ORT's WebGPU EP rounds fp32 activations to int8
+    // (its DP4A path) on devices with subgroups, which moved the DiT's context tokens by 5e-3.
+    y = g.op('MatMulNBits', [x, b, s], { K: inF, N: outF, bits: 4, block_size: 32, accuracy_level: 0 }, { domain: 'com.microsoft' });
   } else {
     const w = g.weight(`${name}_weight`, `${prefix}.weight`, [outF, inF], 'transpose');
     y = g.op('MatMul', [x, w]);

@@ -80,9 +80,29 @@ export function cpuTensor(dtype: OnnxDType, data: Float32Array | Uint16Array | B
   return new ort.Tensor(ORT_TYPE[dtype], data as never, dims);
 }
 
-/** Wraps a GPU buffer we own as an ORT tensor (no copy). */
-export function gpuTensor(buffer: GPUBuffer, dtype: OnnxDType, dims: number[]): ort.Tensor {
-  return ort.Tensor.fromGpuBuffer(buffer, { dataType: ORT_TYPE[dtype] as 'float32', dims });
+const BYTES: Partial<Record<OnnxDType, number>> = { float32: 4, float16: 2, int32: 4, uint8: 1 };
+
+/**
+ * Wraps a GPU buffer we own as an ORT tensor (no copy). Its values can be read back (getData) on ORT's device;
+ * `dispose` runs when the tensor is disposed (to free or recycle the buffer).
+ */
+export function gpuTensor(buffer: GPUBuffer, dtype: OnnxDType, dims: number[], options: { dispose?: () => void } = {}): ort.Tensor {
+  const device = shared;
+  const bytes = dims.reduce((a, b) => a * b, 1) * (BYTES[dtype] ?? 4);
+  const download = device
+    ? async () => {
+        const readback = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        const encoder = device.createCommandEncoder({ label: 'gpuTensor download' });
+        encoder.copyBufferToBuffer(buffer, 0, readback, 0, readback.size);
+        device.queue.submit([encoder.finish()]);
+        await readback.mapAsync(GPUMapMode.READ);
+        const raw = readback.getMappedRange().slice(0, bytes);
+        readback.unmap();
+        readback.destroy();
+        return (dtype === 'float16' ? new Uint16Array(raw) : dtype === 'uint8' ? new Uint8Array(raw) : dtype === 'int32' ? new Int32Array(raw) : new Float32Array(raw)) as never;
+      }
+    : undefined;
+  return ort.Tensor.fromGpuBuffer(buffer, { dataType: ORT_TYPE[dtype] as 'float32', dims, download, dispose: options.dispose });
 }
 
 /** Reads a tensor's values to the CPU (downloads GPU outputs). */

@@ -10,7 +10,7 @@
 // (framepack-reference.md §8) hooks in between the embedders and the blocks.
 
 import {
-  buildDiTGraphs, CLEAN_EMBEDDERS, DIT_IO, hiddenSize, parseDiTConfig, TIMESTEP_CHANNELS,
+  buildDiTGraphs, CLEAN_EMBEDDERS, DIT_IO, DIT_NORM_EPS, hiddenSize, parseDiTConfig, TIMESTEP_CHANNELS,
   type BlockPlan, type BlockStage, type DiTConfig, type DiTGraphs, type KernelLinear, type KernelLinearPart,
 } from '../models/dit.ts';
 import { numel, type Tensor } from '../pipeline/tensor.ts';
@@ -18,6 +18,8 @@ import type { BuiltGraph } from '../models/graph.ts';
 import { cpuTensor, createSession, gpuTensor, sharedDevice, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
 import { createFlashAttention, type FlashAttention } from '../kernels/flashAttention.ts';
 import { createQ4Matmul, Q4_BLOCK_SIZE, type Q4Matmul } from '../kernels/q4Matmul.ts';
+import { createQkvHeads, type QkvHeads } from '../kernels/qkvHeads.ts';
+import { createAdaNorm, type AdaNorm } from '../kernels/adaNorm.ts';
 import { WeightResidency, type HostBlock, type HostTensor } from '../runtime/residency.ts';
 import { hostWeights } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
@@ -329,6 +331,8 @@ export interface DiTBlockRunner {
   /** The 4-bit matmul kernel's path, null when every linear runs in ONNX. */
   readonly linearKernel: string | null;
   readonly linearDispatches: number;
+  /** Dispatches of the fused element-wise kernels (q/k/v heads, gated residual + AdaLN) so far. */
+  readonly fusedDispatches: number;
   release(): Promise<void>;
 }
 
@@ -376,8 +380,9 @@ function q4Columns(blocks: HostTensor, scales: HostTensor, l: KernelLinear): { b
 }
 
 /**
- * The kernel linears' weights of one block as the kernel reads them: stacked parts concatenated (MatMulNBits keeps
- * each output row's blocks and scales together, so stacking rows is concatenation), column parts split out.
+ * The kernels' weights of one block as they read them: the linears' stacked parts concatenated (MatMulNBits keeps
+ * each output row's blocks and scales together, so stacking rows is concatenation), column parts split out; the
+ * heads' norm weights as they are.
  */
 function kernelTensors(plan: BlockPlan, host: HostBlock): Record<string, HostTensor> {
   const tensors: Record<string, HostTensor> = {};
@@ -402,14 +407,28 @@ function kernelTensors(plan: BlockPlan, host: HostBlock): Record<string, HostTen
       tensors[names.bias] = { dtype: biases[0].dtype, dims: [l.n], data: concatenated(biases.map((t) => t.data)) };
     }
   }
+  for (const stage of plan.stages) {
+    if (stage.op === 'heads') for (const name of [stage.normQ, stage.normK]) tensors[name] = host.tensors[name];
+  }
   return tensors;
+}
+
+/** The values a stage reads. */
+function stageReads(stage: BlockStage): string[] {
+  switch (stage.op) {
+    case 'graph': return stage.graph.inputs.map((i) => i.name);
+    case 'attention': return [stage.q, stage.k, stage.v];
+    case 'linear': return [stage.x];
+    case 'heads': return [stage.qkv];
+    case 'adaNorm': return [stage.x, stage.mod, ...(stage.residual ? [stage.residual.y, ...(stage.residual.y2 ? [stage.residual.y2] : [])] : [])];
+  }
 }
 
 /** For each value a plan's stages read, the index of the last stage reading it. */
 function lastReadStage(plan: BlockPlan): Map<string, number> {
   const last = new Map<string, number>();
   plan.stages.forEach((stage, index) => {
-    const reads = stage.op === 'graph' ? stage.graph.inputs.map((i) => i.name) : stage.op === 'attention' ? [stage.q, stage.k, stage.v] : [stage.x];
+    const reads = stageReads(stage);
     for (const name of reads) last.set(name, index);
   });
   return last;
@@ -451,17 +470,33 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
     const l = stage.linear;
     matmuls.set(kernelKey(l), await createQ4Matmul(device!, { k: l.k, n: l.n, dtype: kernelDtype, epilogue: l.epilogue, bias: l.bias }));
   }
+  const heads: QkvHeads | null = allStages.some((s) => s.op === 'heads')
+    ? await createQkvHeads(device!, { heads: config.heads, headDim: config.headDim, dtype: kernelDtype, eps: DIT_NORM_EPS })
+    : null;
+  const adaNorm: AdaNorm | null = allStages.some((s) => s.op === 'adaNorm')
+    ? await createAdaNorm(device!, { dim: hiddenSize(config), dtype: kernelDtype, eps: DIT_NORM_EPS })
+    : null;
   // Kernel outputs live in pooled buffers: a value's buffer goes back to the pool once the last stage reading it has
-  // been recorded; queue order puts every read before any later stage's (or block's) write. After the first block of
-  // each kind the pool holds what they need and no buffer is created; new token counts start a new pool.
+  // been recorded; queue order puts every read before any later stage's (or block's) write. The streams a block
+  // returns go back when the caller disposes them. After the first block of each kind the pool holds what they need
+  // and no buffer is created; new token counts start a new pool.
   const pool: GPUBuffer[] = [];
   let poolTokens = '';
+  let released = false;
   const takeBuffer = (bytes: number, label: string): GPUBuffer => {
     const size = Math.ceil(bytes / 4) * 4;
     let best = -1;
     for (let i = 0; i < pool.length; i++) if (pool[i].size >= size && (best < 0 || pool[i].size < pool[best].size)) best = i;
     if (best >= 0) return pool.splice(best, 1)[0];
     return device!.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `dit ${label}` });
+  };
+  /** A block's output stream: an ORT tensor whose disposal returns its buffer to the pool (or frees it once the pool moved on). */
+  const streamTensor = (bytes: number, rows: number, label: string): OrtTensor => {
+    const buffer = takeBuffer(bytes, label);
+    const tokens = poolTokens;
+    return gpuTensor(buffer, 'float32', [1, rows, hiddenSize(config)], {
+      dispose: () => (released || tokens !== poolTokens ? buffer.destroy() : pool.push(buffer)),
+    });
   };
   const lastReads = new Map((['dual', 'single'] as const).map((kind) => [kind, lastReadStage(plans[kind])]));
   const converted = new WeakSet<HostBlock>();
@@ -475,9 +510,22 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
   };
   let attentionDispatches = 0;
   let linearDispatches = 0;
+  let fusedDispatches = 0;
 
   const run = async (kind: BlockKind, block: number, s: DiTStreams, runOptions: BlockRunOptions = {}) => {
     const plan = plans[kind];
+    const uploads: GPUBuffer[] = []; // streams handed over on the CPU, copied to the GPU for this block's kernels
+    if (device) {
+      const onGpu = (t: OrtTensor): OrtTensor => {
+        if (t.location !== 'cpu') return t;
+        const data = t.data as Float32Array;
+        const buffer = device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 4) * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: 'dit stream upload' });
+        device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+        uploads.push(buffer);
+        return gpuTensor(buffer, t.type as 'float32', [...t.dims]);
+      };
+      s = { x: onGpu(s.x), ctx: onGpu(s.ctx), temb: onGpu(s.temb), cos: onGpu(s.cos), sin: onGpu(s.sin) };
+    }
     const values = new Map<string, OrtTensor>([
       [DIT_IO.imageTokens, s.x],
       [DIT_IO.contextTokens, s.ctx],
@@ -490,7 +538,7 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
       if (!v) throw new Error(`DiT ${kind} block plan: '${name}' is read before any stage produced it.`);
       return v;
     };
-    const produced: OrtTensor[] = []; // ORT outputs, freed when the block is done
+    const produced: OrtTensor[] = []; // ORT outputs and returned streams, freed when the block is done unless returned
     const held = new Map<string, GPUBuffer>(); // kernel outputs by value name, back to the pool after their last read
     const lastRead = lastReads.get(kind)!;
     const tokens = `${s.x.dims[1]}/${s.ctx.dims[1]}`;
@@ -498,9 +546,42 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
       for (const b of pool.splice(0)) b.destroy();
       poolTokens = tokens;
     }
-    // The kernel linears' weights, fetched once per block (a streamed block is written to the GPU once).
-    let linearWeights: Record<string, OrtTensor> | null = null;
+    const [imageRows, contextRows] = [s.x.dims[1], s.ctx.dims[1]];
+    const width = hiddenSize(config);
+    const rowsOf = (rows: 'image' | 'context') => (rows === 'image' ? imageRows : contextRows);
+    /** Where `rows` start in a value: 0 in a value of their own, N_img for the context rows of a joint one. */
+    const firstRow = (name: string, rows: 'image' | 'context'): number => {
+      const n = value(name).dims[1];
+      if (n === rowsOf(rows)) return 0;
+      if (n === imageRows + contextRows) return rows === 'image' ? 0 : imageRows;
+      throw new Error(`DiT ${kind} block plan: ${name} has ${n} tokens, neither the ${rowsOf(rows)} ${rows} tokens nor the ${imageRows} + ${contextRows} of the streams.`);
+    };
+    /** A kernel output: pooled, unless it is a stream the block returns. */
+    const output = (name: string, bytes: number, dims: number[], outDtype: 'float32' | 'float16'): GPUBuffer => {
+      if (name === DIT_IO.imageTokensOut || name === DIT_IO.contextTokensOut) {
+        const t = streamTensor(bytes, dims[1], name);
+        values.set(name, t);
+        produced.push(t);
+        return t.gpuBuffer;
+      }
+      const buffer = takeBuffer(bytes, name);
+      held.set(name, buffer);
+      values.set(name, gpuTensor(buffer, outDtype, dims));
+      return buffer;
+    };
+    /** A joint [1, N_img + N_ctx, width] output two stages fill (one per stream): made by the first, reused by the second. */
+    const jointOutput = (name: string, columns: number): GPUBuffer => {
+      const existing = held.get(name);
+      return existing ?? output(name, (imageRows + contextRows) * columns * elementBytes, [1, imageRows + contextRows, columns], dtype);
+    };
+    // The kernels' weights, fetched once per block (a streamed block is written to the GPU once).
+    let kernelFeeds: Record<string, OrtTensor> | null = null;
+    const weight = async (name: string) => {
+      const w = (kernelFeeds ??= await kernelWeights(plan, block));
+      return gpuBufferOf(w[name], name);
+    };
     let encoder: GPUCommandEncoder | null = null;
+    const recording = () => (encoder ??= device!.createCommandEncoder({ label: `dit ${kind} block kernels` }));
     const submit = () => {
       if (encoder) device!.queue.submit([encoder.finish()]);
       encoder = null;
@@ -509,56 +590,87 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
     try {
       for (const [index, stage] of plan.stages.entries()) {
         const started = runOptions.onStage ? performance.now() : 0;
-        if (stage.op === 'graph') {
-          submit(); // our kernels before ORT's commands, in queue order
-          const feeds = { ...residency.feeds(await options.hostBlock(stage.graph, block)) };
-          for (const input of stage.graph.inputs) feeds[input.name] ??= value(input.name);
-          const out = await sessions.get(stage.graph)!.run(feeds);
-          for (const [name, t] of Object.entries(out)) {
-            values.set(name, t);
-            produced.push(t);
+        switch (stage.op) {
+          case 'graph': {
+            submit(); // our kernels before ORT's commands, in queue order
+            const feeds = { ...residency.feeds(await options.hostBlock(stage.graph, block)) };
+            for (const input of stage.graph.inputs) feeds[input.name] ??= value(input.name);
+            const out = await sessions.get(stage.graph)!.run(feeds);
+            for (const [name, t] of Object.entries(out)) {
+              values.set(name, t);
+              produced.push(t);
+            }
+            break;
           }
-        } else if (stage.op === 'attention') {
-          const q = value(stage.q);
-          const k = value(stage.k);
-          const [nq, nk] = [q.dims[1], k.dims[1]];
-          const out = takeBuffer(nq * config.heads * config.headDim * elementBytes, stage.out);
-          held.set(stage.out, out);
-          encoder ??= device!.createCommandEncoder({ label: `dit ${kind} block kernels` });
-          attention!.encode(encoder, { q: gpuBufferOf(q, stage.q), k: gpuBufferOf(k, stage.k), v: gpuBufferOf(value(stage.v), stage.v), out, nq, nk });
-          values.set(stage.out, gpuTensor(out, dtype, [1, nq, config.heads * config.headDim]));
-          attentionDispatches++;
-        } else {
-          const l = stage.linear;
-          const x = value(stage.x);
-          if (x.dims[x.dims.length - 1] !== l.k) throw new Error(`DiT ${kind} block plan: ${stage.x} has width ${x.dims[x.dims.length - 1]} but ${kernelWeightNames(l).blocks} reads ${l.k}.`);
-          const [imageRows, contextRows] = [s.x.dims[1], s.ctx.dims[1]];
-          const rows = stage.rows === 'image' ? imageRows : stage.rows === 'context' ? contextRows : x.dims[1];
-          if (stage.rows && x.dims[1] !== imageRows + contextRows) throw new Error(`DiT ${kind} block plan: ${stage.x} has ${x.dims[1]} tokens, not the ${imageRows} + ${contextRows} of the streams.`);
-          encoder ??= device!.createCommandEncoder({ label: `dit ${kind} block kernels` });
-          let input = gpuBufferOf(x, stage.x);
-          if (stage.rows === 'context') {
-            // The kernel reads x from its buffer's start: the context rows (contiguous, after the image's) get a copy.
-            const rowBytes = l.k * elementBytes;
-            const context = takeBuffer(rows * rowBytes, `${stage.x} context rows`);
-            held.set(`${stage.x} context rows`, context); // read by this stage only
-            encoder.copyBufferToBuffer(input, imageRows * rowBytes, context, 0, rows * rowBytes);
-            input = context;
+          case 'attention': {
+            const q = value(stage.q);
+            const k = value(stage.k);
+            const [nq, nk] = [q.dims[1], k.dims[1]];
+            const out = output(stage.out, nq * config.heads * config.headDim * elementBytes, [1, nq, config.heads * config.headDim], dtype);
+            attention!.encode(recording(), { q: gpuBufferOf(q, stage.q), k: gpuBufferOf(k, stage.k), v: gpuBufferOf(value(stage.v), stage.v), out, nq, nk });
+            attentionDispatches++;
+            break;
           }
-          const w = (linearWeights ??= await kernelWeights(plan, block));
-          const names = kernelWeightNames(l);
-          const out = takeBuffer(rows * l.n * elementBytes, stage.out);
-          held.set(stage.out, out);
-          matmuls.get(kernelKey(l))!.encode(encoder, {
-            x: input,
-            blocks: gpuBufferOf(w[names.blocks], names.blocks),
-            scales: gpuBufferOf(w[names.scales], names.scales),
-            bias: names.bias ? gpuBufferOf(w[names.bias], names.bias) : undefined,
-            out,
-            m: rows,
-          });
-          values.set(stage.out, gpuTensor(out, dtype, [1, rows, l.n]));
-          linearDispatches++;
+          case 'linear': {
+            const l = stage.linear;
+            const x = value(stage.x);
+            if (x.dims[x.dims.length - 1] !== l.k) throw new Error(`DiT ${kind} block plan: ${stage.x} has width ${x.dims[x.dims.length - 1]} but ${kernelWeightNames(l).blocks} reads ${l.k}.`);
+            const rows = stage.rows ? rowsOf(stage.rows) : x.dims[1];
+            if (stage.rows && x.dims[1] !== imageRows + contextRows) throw new Error(`DiT ${kind} block plan: ${stage.x} has ${x.dims[1]} tokens, not the ${imageRows} + ${contextRows} of the streams.`);
+            let input = gpuBufferOf(x, stage.x);
+            if (stage.rows === 'context') {
+              // The kernel reads x from its buffer's start: the context rows (contiguous, after the image's) get a copy.
+              const rowBytes = l.k * elementBytes;
+              const context = takeBuffer(rows * rowBytes, `${stage.x} context rows`);
+              held.set(`${stage.x} context rows`, context); // read by this stage only
+              recording().copyBufferToBuffer(input, imageRows * rowBytes, context, 0, rows * rowBytes);
+              input = context;
+            }
+            const names = kernelWeightNames(l);
+            const io = { x: input, blocks: await weight(names.blocks), scales: await weight(names.scales), bias: names.bias ? await weight(names.bias) : undefined };
+            const out = output(stage.out, rows * l.n * elementBytes, [1, rows, l.n], dtype);
+            matmuls.get(kernelKey(l))!.encode(recording(), { ...io, out, m: rows });
+            linearDispatches++;
+            break;
+          }
+          case 'heads': {
+            const rows = rowsOf(stage.rows);
+            const [normQ, normK] = [await weight(stage.normQ), await weight(stage.normK)];
+            const columns = config.heads * config.headDim;
+            const [q, k, v] = [DIT_IO.q, DIT_IO.k, DIT_IO.v].map((name) => jointOutput(name, columns));
+            heads!.encode(recording(), {
+              qkv: gpuBufferOf(value(stage.qkv), stage.qkv), normQ, normK,
+              cos: gpuBufferOf(s.cos, DIT_IO.ropeCos), sin: gpuBufferOf(s.sin, DIT_IO.ropeSin), q, k, v,
+              rows, inRow0: firstRow(stage.qkv, stage.rows), outRow0: stage.rows === 'image' ? 0 : imageRows, rope: stage.rows === 'image',
+            });
+            fusedDispatches++;
+            break;
+          }
+          case 'adaNorm': {
+            const rows = rowsOf(stage.rows);
+            const r = stage.residual;
+            const m = stage.modulation;
+            adaNorm!.encode(recording(), {
+              x: gpuBufferOf(value(stage.x), stage.x),
+              mod: gpuBufferOf(value(stage.mod), stage.mod),
+              rows,
+              residual: r && {
+                y: gpuBufferOf(value(r.y), r.y),
+                y2: r.y2 ? gpuBufferOf(value(r.y2), r.y2) : undefined,
+                yRow0: firstRow(r.y, stage.rows),
+                gate: r.gate,
+                out: output(r.out, rows * width * 4, [1, rows, width], 'float32'),
+              },
+              modulation: m && {
+                shift: m.shift,
+                scale: m.scale,
+                out: m.joint ? jointOutput(m.out, width) : output(m.out, rows * width * elementBytes, [1, rows, width], dtype),
+                outRow0: m.joint && stage.rows === 'context' ? imageRows : 0,
+              },
+            });
+            fusedDispatches++;
+            break;
+          }
         }
         for (const [name, buffer] of held) {
           if ((lastRead.get(name) ?? -1) > index) continue;
@@ -577,6 +689,7 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
     } finally {
       disposeGpu(...produced.filter((t) => t !== result?.x && t !== result?.ctx));
       pool.push(...held.values());
+      for (const b of uploads) b.destroy(); // after the commands reading them were submitted: WebGPU keeps them alive until done
     }
   };
 
@@ -594,7 +707,11 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
     get linearDispatches() {
       return linearDispatches;
     },
+    get fusedDispatches() {
+      return fusedDispatches;
+    },
     async release() {
+      released = true;
       for (const session of sessions.values()) await session.release();
       sessions.clear();
       for (const b of pool.splice(0)) b.destroy();
