@@ -8,7 +8,7 @@
 // cost 15–33 ms each at FramePack's 640 bucket on an H200; here each is one read of the inputs and one write.
 // Numerics: all f32, LayerNorm's variance from centred values (two passes), eps as given, one rounding on write.
 
-import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
 
 export type AdaNormDtype = 'f32' | 'f16';
 
@@ -172,10 +172,6 @@ class AdaNormKernel implements AdaNorm {
     this.unusedBuffers[slot] ??= this.device.createBuffer({ label: `adaNorm unused ${slot}`, size: 16, usage: GPUBufferUsage.STORAGE });
     return this.unusedBuffers[slot];
   }
-}
-
-function isComputePass(target: GPUCommandEncoder | GPUComputePassEncoder): target is GPUComputePassEncoder {
-  return typeof (target as GPUComputePassEncoder).dispatchWorkgroups === 'function';
 }
 
 function kernelSource(dtype: AdaNormDtype): string {

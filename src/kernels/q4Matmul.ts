@@ -19,7 +19,7 @@
 // Bias and epilogue are uniform flags rather than separate pipelines: SwiftShader needs seconds per pipeline.
 // Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
 
-import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type Q4MatmulDtype = 'f32' | 'f16';
@@ -315,10 +315,6 @@ class Q4MatmulKernel implements Q4Matmul {
     this.noBias ??= this.device.createBuffer({ label: 'q4Matmul no bias', size: 16, usage: GPUBufferUsage.STORAGE });
     return this.noBias;
   }
-}
-
-function isComputePass(target: GPUCommandEncoder | GPUComputePassEncoder): target is GPUComputePassEncoder {
-  return typeof (target as GPUComputePassEncoder).dispatchWorkgroups === 'function';
 }
 
 function fill(template: string, values: Record<string, string>): string {

@@ -11,7 +11,7 @@
 // One invocation owns one (row, q|k|v, head): it reads its head's d values twice (sum of squares, then output); the
 // invocations of a subgroup read neighbouring heads, so every cache line fetched is used in full.
 
-import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
 
 export type QkvHeadsDtype = 'f32' | 'f16';
 
@@ -162,10 +162,6 @@ class QkvHeadsKernel implements QkvHeads {
     }
     return buffer;
   }
-}
-
-function isComputePass(target: GPUCommandEncoder | GPUComputePassEncoder): target is GPUComputePassEncoder {
-  return typeof (target as GPUComputePassEncoder).dispatchWorkgroups === 'function';
 }
 
 function kernelSource(dtype: QkvHeadsDtype): string {
