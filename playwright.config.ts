@@ -8,9 +8,6 @@ const port = 4174;
 export default defineConfig({
   testDir: 'test/e2e',
   testMatch: '**/*.spec.ts',
-  // The whole-app journey (test/e2e/app.spec.ts: two WebGPU sections on SwiftShader, then the cache, stop and bad
-  // inputs) is not yet verified to finish in CI's time on two cores; it runs with FRAMEPACK_E2E_APP=1 until it is.
-  testIgnore: process.env.FRAMEPACK_E2E_APP === '1' ? [] : ['**/app.spec.ts'],
   timeout: 10 * 60_000,
   workers: 1,
   reporter: [['list']],

@@ -2,6 +2,7 @@
 import { defineConfig } from 'vitest/config';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { serviceWorkerPlugin } from './scripts/serviceWorkerPlugin.ts';
+import { folderContentHash } from './scripts/contentHash.ts';
 
 export default defineConfig({
   plugins: [svelte(), serviceWorkerPlugin('src/pwa/serviceWorker.ts')],
@@ -10,6 +11,8 @@ export default defineConfig({
   // checkpoint loading probes for optional files such as `*.safetensors.index.json`.
   appType: 'mpa',
   worker: { format: 'es' },
+  // Which bundled tiny model this build ships (src/worker/browserApi.ts keys its cache by it).
+  define: { __TINY_MODEL_HASH__: JSON.stringify(folderContentHash('public/models/tiny')) },
   build: { target: 'es2022', outDir: 'dist', sourcemap: true },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   test: {

@@ -137,15 +137,21 @@ export async function downloadCheckpoint(options: DownloadOptions): Promise<Down
     if (available !== null && needed > available + freed) throw new QuotaError(needed, available + freed, `The model ${model}`);
     if (storage.persist) persisted = (await storage.persisted?.()) || (await storage.persist());
   }
-  await store.beginModel(model, fingerprint, config, tensorCount + extraFiles.length);
   let stored = 0;
+  // Where the quota could not be known in advance, the refused write is where it shows: say what is still needed
+  // (at least a kilobyte: even the records that only mark progress need room).
+  const refused = (e: unknown, bytes = 0) =>
+    e instanceof QuotaError ? new QuotaError(Math.max(needed - stored, bytes, 1024), null, `The model ${model}`) : e;
+  try {
+    await store.beginModel(model, fingerprint, config, tensorCount + extraFiles.length);
+  } catch (e) {
+    throw refused(e);
+  }
   const put = async (source: string, outputs: ConvertedTensor[]) => {
     try {
       await store.putConverted(model, source, outputs);
     } catch (e) {
-      // Where the quota could not be known in advance, the refused write is where it shows: say what is still needed.
-      if (e instanceof QuotaError) throw new QuotaError(Math.max(needed - stored, e.neededBytes), null, `The model ${model}`);
-      throw e;
+      throw refused(e, (e as QuotaError).neededBytes);
     }
     stored += outputs.reduce((n, o) => n + o.data.length, 0);
   };
@@ -188,7 +194,11 @@ export async function downloadCheckpoint(options: DownloadOptions): Promise<Down
     }
     report(file, before);
   }
-  await store.finishModel(model);
+  try {
+    await store.finishModel(model);
+  } catch (e) {
+    throw refused(e);
+  }
   if (total === 0 || loaded < total) options.onProgress?.({ phase: 'download', file: [...headers.keys()].pop() ?? '', loaded: total, total });
   return { model, converted, skipped, persisted };
 }

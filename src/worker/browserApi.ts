@@ -294,12 +294,16 @@ export class BrowserFramePack implements FramePackApi {
 
   private async tinyPlan(signal: AbortSignal): Promise<ModelPlan> {
     const base = new URL(this.options.tinyModelUrl.endsWith('/') ? this.options.tinyModelUrl : `${this.options.tinyModelUrl}/`, self.location.href).href;
+    // The cache is keyed by where the model came from and by which model this build ships, so a regenerated tiny
+    // model replaces the stored copy even at the same URL.
+    const version = typeof __TINY_MODEL_HASH__ === 'string' ? __TINY_MODEL_HASH__ : 'unversioned';
+    const fingerprintOf = (url: string) => `${url}#${version}`;
     const packageId = 'tiny/framepack.json';
     let record = await this.store.getModel(packageId);
-    if (!(record?.complete && record.fingerprint === base)) {
+    if (!(record?.complete && record.fingerprint === fingerprintOf(base))) {
       await downloadCheckpoint({
         folder: httpFolderSource(base, { signal }), where: base, weightsFile: null, configFile: null, extraFiles: ['framepack.json'],
-        store: this.store, model: packageId, fingerprint: base, convert: identity, signal,
+        store: this.store, model: packageId, fingerprint: fingerprintOf(base), convert: identity, signal,
       });
       record = await this.store.getModel(packageId);
     }
@@ -311,11 +315,11 @@ export class BrowserFramePack implements FramePackApi {
       const spec = hubComponent(HUB_NAMES[component]);
       const url = new URL(`${components[component].replace(/\/$/, '')}/`, base).href;
       return {
-        component, folder: components[component], storeId: `tiny/${component}`, fingerprint: url, where: url,
+        component, folder: components[component], storeId: `tiny/${component}`, fingerprint: fingerprintOf(url), where: url,
         weightsFile: spec.weights, configFile: spec.config, extraFiles: spec.files,
         source: () => httpFolderSource(url, { signal }),
       };
     });
-    return { packageJson, packagePart: { storeId: packageId, fingerprint: base, url: base }, parts };
+    return { packageJson, packagePart: { storeId: packageId, fingerprint: fingerprintOf(base), url: base }, parts };
   }
 }
