@@ -6,12 +6,16 @@
 //   Q/K/V staged through workgroup memory, each invocation owning a register tile of the scores and of the output.
 //   f32 or f16 tensors, head size 32/64/128. About 16 TFLOP/s on an H200 at FramePack's size.
 // - `subgroup-matrix`: the tensor-core path through `chromium-experimental-subgroup-matrix` (f16 × f16 → f32,
-//   16×16×16): S = Q·Kᵀ and O += P·V are subgroup-matrix products, the softmax is scalar code on the score tiles
-//   each subgroup keeps in workgroup memory. f16 tensors, head size 128. About 59 TFLOP/s on an H200.
+//   16×16×16): S = Q·Kᵀ and O += P·V are subgroup-matrix products, the softmax is scalar code on the scores staged
+//   in workgroup memory. 128 queries per workgroup, 32 keys per tile, two subgroups per 16 query rows, K/V copied
+//   with plain vector loads. f16 tensors, head size 128. 169 TFLOP/s on an H200 at FramePack's size (24.8 ms per
+//   call, against 71.0 ms = 59 TFLOP/s for the previous 64-query kernel in the same run; PyTorch SDPA: about 570).
+//   Devices whose limits refuse 512 invocations or 46 KiB of workgroup memory get 64 queries per workgroup
+//   (256 invocations, 32 KiB): 126 TFLOP/s (33.2 ms) there.
 // Layout: q, k, v and out are [tokens, heads, headDim] row-major (what a Linear produces for [1, N, heads·d]).
 // No mask: FramePack's attention at batch 1 has none. Timings: bench/attentionKernel.ts.
 
-import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type AttentionDtype = 'f32' | 'f16';
@@ -25,7 +29,14 @@ export interface FlashAttentionOptions {
   dtype: AttentionDtype;
   /** Default: the fastest path the device supports for these options. */
   path?: AttentionPath;
+  /**
+   * Subgroup-matrix path only, for benches: query rows per workgroup (128 needs 512 invocations and 46 KiB of
+   * workgroup memory, 64 needs 256 and 32 KiB). Default: 128 where the device's limits allow it.
+   */
+  subgroupMatrixRows?: SubgroupMatrixRows;
 }
+
+export type SubgroupMatrixRows = 64 | 128;
 
 export interface AttentionIO {
   /** [nq, heads, headDim] of dtype. */
@@ -70,11 +81,30 @@ export function attentionFlops(nq: number, nk: number, heads: number, headDim: n
 }
 
 const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
-const QUERIES_PER_WORKGROUP = 64; // both kernels
-const SUBGROUP_MATRIX_WORKGROUP_BYTES = 8704 * 2 + 4352 * 4 + 4608 * 2 + 2 * 64 * 4 + 16;
-/** The subgroup-matrix kernel's smallest problem (16 query rows, one 64-key tile); smaller ones go to the portable kernel. */
+const PORTABLE_QUERIES_PER_WORKGROUP = 64;
+/** Keys per tile of the subgroup-matrix kernel. */
+const SUBGROUP_MATRIX_KEYS = 32;
+/** Workgroup memory of the subgroup-matrix kernel: K and V tiles, f32 scores, f16 probabilities, row factors, flags. */
+export function subgroupMatrixWorkgroupBytes(rows: SubgroupMatrixRows): number {
+  return 2 * SUBGROUP_MATRIX_KEYS * KV_STRIDE * 2 + rows * S_STRIDE * 4 + rows * P_STRIDE * 2 + 2 * rows * 4 + 16;
+}
+/** Invocations per workgroup: two subgroups of 32 per 16 query rows. */
+const subgroupMatrixThreads = (rows: SubgroupMatrixRows) => 4 * rows;
+/** The subgroup-matrix kernel's smallest problem (16 query rows, one key tile); smaller ones go to the portable kernel. */
 const SUBGROUP_MATRIX_MIN_NQ = 16;
-const SUBGROUP_MATRIX_MIN_NK = 64;
+const SUBGROUP_MATRIX_MIN_NK = SUBGROUP_MATRIX_KEYS;
+// Row strides (elements) of the workgroup tiles, padded off multiples of 128 bytes against bank conflicts and kept
+// multiples of 16 bytes for the subgroup-matrix loads and stores.
+const KV_STRIDE = 136; // f16, K and V tiles
+const S_STRIDE = SUBGROUP_MATRIX_KEYS + 4; // f32, scores
+const P_STRIDE = SUBGROUP_MATRIX_KEYS + 8; // f16, probabilities
+
+/** Whether this device's limits fit the subgroup-matrix kernel with this many query rows per workgroup. */
+function fitsSubgroupMatrixRows(device: GPUDevice, rows: SubgroupMatrixRows): boolean {
+  const l = device.limits;
+  const threads = subgroupMatrixThreads(rows);
+  return l.maxComputeWorkgroupStorageSize >= subgroupMatrixWorkgroupBytes(rows) && l.maxComputeInvocationsPerWorkgroup >= threads && l.maxComputeWorkgroupSizeX >= threads;
+}
 
 /** Why the subgroup-matrix kernel cannot run with these options on this device, or null when it can. */
 export function subgroupMatrixUnavailableReason(device: GPUDevice, options: Pick<FlashAttentionOptions, 'headDim' | 'dtype'>): string | null {
@@ -95,8 +125,9 @@ export function subgroupMatrixUnavailableReason(device: GPUDevice, options: Pick
   if (configs && configs.length > 0 && !configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
     return 'the device offers no f16 × f16 → f32 16×16×16 subgroup-matrix configuration';
   }
-  if (device.limits.maxComputeWorkgroupStorageSize < SUBGROUP_MATRIX_WORKGROUP_BYTES) {
-    return `it needs ${SUBGROUP_MATRIX_WORKGROUP_BYTES} bytes of workgroup memory (device limit ${device.limits.maxComputeWorkgroupStorageSize})`;
+  if (!fitsSubgroupMatrixRows(device, 64)) {
+    const l = device.limits;
+    return `it needs ${subgroupMatrixWorkgroupBytes(64)} bytes of workgroup memory and ${subgroupMatrixThreads(64)} invocations per workgroup (device limits ${l.maxComputeWorkgroupStorageSize} and ${l.maxComputeInvocationsPerWorkgroup})`;
   }
   return null;
 }
@@ -127,10 +158,14 @@ export async function createFlashAttention(device: GPUDevice, options: FlashAtte
   }
   const portableKey = `flashAttention/portable/${dtype}/d${headDim}`;
   const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableSource(dtype, headDim as AttentionHeadDim)));
-  if (path === 'portable') return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype);
-  const fastKey = `flashAttention/subgroup-matrix/${dtype}/d${headDim}`;
-  const [fast, small] = await Promise.all([cachedPipeline(device, fastKey, () => buildComputePipeline(device, fastKey, SUBGROUP_MATRIX_SOURCE)), portable()]);
-  return new FlashAttentionKernel(device, fast, small, path, heads, headDim, dtype);
+  if (path === 'portable') return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype, PORTABLE_QUERIES_PER_WORKGROUP);
+  const rows = options.subgroupMatrixRows ?? (fitsSubgroupMatrixRows(device, 128) ? 128 : 64);
+  if (!fitsSubgroupMatrixRows(device, rows)) {
+    throw new AttentionConfigError(`The subgroup-matrix attention kernel with ${rows} query rows per workgroup does not fit this device's workgroup limits; use 64.`);
+  }
+  const fastKey = `flashAttention/subgroup-matrix/${dtype}/d${headDim}/rows${rows}`;
+  const [fast, small] = await Promise.all([cachedPipeline(device, fastKey, () => buildComputePipeline(device, fastKey, subgroupMatrixSource(rows))), portable()]);
+  return new FlashAttentionKernel(device, fast, small, path, heads, headDim, dtype, rows);
 }
 
 class FlashAttentionKernel implements FlashAttention {
@@ -146,6 +181,8 @@ class FlashAttentionKernel implements FlashAttention {
     readonly heads: number,
     readonly headDim: number,
     readonly dtype: AttentionDtype,
+    /** Query rows per workgroup of `pipeline`. */
+    private readonly queriesPerWorkgroup: number,
   ) {}
 
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: AttentionIO): void {
@@ -153,7 +190,9 @@ class FlashAttentionKernel implements FlashAttention {
     for (const [name, n] of [['nq', nq], ['nk', nk]] as const) {
       if (!Number.isInteger(n) || n < 1) throw new AttentionShapeError(`${name} must be a positive integer, got ${n}.`);
     }
-    const workgroups = Math.ceil(nq / QUERIES_PER_WORKGROUP);
+    const small = this.smallPipeline !== null && (nq < SUBGROUP_MATRIX_MIN_NQ || nk < SUBGROUP_MATRIX_MIN_NK);
+    const pipeline = small ? this.smallPipeline! : this.pipeline;
+    const workgroups = Math.ceil(nq / (small ? PORTABLE_QUERIES_PER_WORKGROUP : this.queriesPerWorkgroup));
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (workgroups > maxGroups || this.heads > maxGroups) {
       throw new AttentionShapeError(`Attention over ${nq} queries × ${this.heads} heads needs a ${workgroups}×${this.heads} grid; this device allows ${maxGroups} per dimension.`);
@@ -169,8 +208,6 @@ class FlashAttentionKernel implements FlashAttention {
       }
       return { buffer, size };
     };
-    const tooSmall = nq < SUBGROUP_MATRIX_MIN_NQ || nk < SUBGROUP_MATRIX_MIN_NK;
-    const pipeline = this.smallPipeline && tooSmall ? this.smallPipeline : this.pipeline;
     const bindGroup = this.device.createBindGroup({
       label: `flashAttention ${nq}×${nk}`,
       layout: pipeline.getBindGroupLayout(0),
@@ -213,9 +250,6 @@ class FlashAttentionKernel implements FlashAttention {
   }
 }
 
-function isComputePass(target: GPUCommandEncoder | GPUComputePassEncoder): target is GPUComputePassEncoder {
-  return typeof (target as GPUComputePassEncoder).dispatchWorkgroups === 'function';
-}
 
 /** The portable source with its three placeholders filled: {{ENABLE}}, {{ELEM}}, {{HEAD_DIM}}. */
 export function portableSource(dtype: AttentionDtype, headDim: AttentionHeadDim): string {
@@ -362,27 +396,61 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 }
 `;
 
-// Subgroup-matrix kernel (f16 in and out, head size 128, subgroups of 32). One workgroup = 64 queries of one head,
-// 4 subgroups × 16 query rows. Q stays in eight 16×16 left matrices and O in eight 16×16 f32 result matrices per
-// subgroup (separate variables: arrays of subgroup matrices crash Dawn). Per tile of 64 keys:
-//   1. The K tile is copied to workgroup memory with subgroup-matrix loads and stores (each subgroup copies 16 keys;
-//      a 16×16 load from a storage buffer costs several times one from workgroup memory, and scalar f16 copies are
-//      slower still); the loads are issued one step early (K of the next tile during the softmax and P·V, V during
-//      S) to hide their latency. S = Q·Kᵀ: four 16×16 tiles per subgroup, Kᵀ read as column-major right matrices,
-//      scaled to base 2 and stored to this subgroup's 16 × 64 slice of scores.
-//   2. The V tile is stored into the same workgroup buffer, then the softmax runs: two invocations per
-//      query row (even/odd keys, combined with subgroupShuffleXor). P = 2^(s − reference) against the row's
-//      reference maximum; only when the row maximum exceeds the reference by more than RESCALE_AT (base 2) does the
-//      reference move and the row's P get recomputed; O is then rescaled (whole workgroup, through the scores
-//      slice), which after the first tiles almost never happens. P is stored as f16 (≤ 2^8) to probs.
-//   3. O += P·V: P as four left tiles, V as row-major right tiles from workgroup memory.
+// Subgroup-matrix kernel (f16 in and out, head size 128, subgroups of 32). One workgroup = ROWS queries of one head
+// (128, or 64 where the device's limits are smaller), two subgroups per 16-row block: both hold the block's Q in
+// eight 16×16 left matrices; "side" 0 computes S for keys 0–15 of each tile and O for head dims 0–63, side 1 keys
+// 16–31 and dims 64–127, so O is four 16×16 f32 result matrices per subgroup (separate variables: arrays of
+// subgroup matrices crash Dawn). Per tile of 32 keys, three workgroup barriers:
+//   1. S = Q·Kᵀ from the K tile in workgroup memory (Kᵀ as column-major right matrices), stored unscaled to scores.
+//   2. Barrier. The K/V tiles staged a tile ahead: V of this tile and K of the next go from registers to workgroup
+//      memory, then the next loads are issued. K and V are read from the storage buffers with plain vec2<u32> loads
+//      (coalesced rows of 256 bytes) and written as f16 scalars: subgroup-matrix loads from a storage buffer made
+//      the same schedule 1.7× slower (53 against 31 ms). The softmax: four invocations per query row, eight scores
+//      each, combined with subgroupShuffleXor. P = 2^(s·scale − reference) against the row's reference maximum,
+//      which moves only when the row maximum exceeds it by more than RESCALE_AT (base 2); O is then rescaled
+//      (whole workgroup, through a scratch block), which after the first tiles almost never happens. P (≤ 2^8) is
+//      stored as f16 to probs.
+//   3. Barrier (workgroupUniformLoad of the rescale flag), then O += P·V: P as two left tiles, V as row-major right
+//      tiles from workgroup memory.
+// Why this shape (H200, 18,485 tokens): MMAs are cheap here; the time goes to staging, the softmax and waiting at
+// barriers, so what pays is more queries per staged K/V tile (64 → 128 rows: 53 → 31 ms with the vector copy) and
+// more warps per SM to hide latency (one subgroup per 16 rows: 31 ms; two, with half of O each: 24.8 ms).
 // A 16×16 load must lie wholly inside its buffer, so the last row block and the last key tile are shifted back to
 // end at nq and nk: the rows they recompute are written by their owner only, and keys already seen are masked.
-// Hence nq ≥ 16 and nk ≥ BK here; the dispatcher sends smaller problems to the portable kernel.
-// Workgroup memory: 17 KiB K/V tile + 17 KiB scores + 9 KiB probabilities + 0.5 KiB row factors. Every workgroup
-// variable is a multiple of 16 bytes: measured on an H200 (Vulkan, driver 580), one 4-byte u32 among them shifted
-// the subgroup-matrix accesses of the other arrays (misaligned base), giving wrong results.
-const SUBGROUP_MATRIX_SOURCE = /* wgsl */ `
+// Hence nq ≥ 16 and nk ≥ 32 here; the dispatcher sends smaller problems to the portable kernel.
+// Workgroup memory (128 rows): 2 × 8.5 KiB K/V tiles + 18 KiB scores + 10 KiB probabilities + 1 KiB row factors.
+// Every workgroup variable is a multiple of 16 bytes: measured on an H200 (Vulkan, driver 580), one 4-byte u32
+// among them shifted the subgroup-matrix accesses of the other arrays (misaligned base), giving wrong results.
+export function subgroupMatrixSource(rows: SubgroupMatrixRows): string {
+  const threads = subgroupMatrixThreads(rows);
+  const keys = SUBGROUP_MATRIX_KEYS;
+  const unitsPerKey = 128 / 4; // vec2<u32> (4 halves) per key row of a head
+  const copies = (keys * unitsPerKey) / threads; // vec2<u32> of each of K and V per invocation and tile
+  const scoresPerLane = keys / 4;
+  const n = (count: number, line: (i: number) => string, indent: string) => Array.from({ length: count }, (_, i) => line(i)).join(`\n${indent}`);
+  // Balanced reduction: shorter dependency chains than a running fold.
+  const reduce = (terms: string[], op: (a: string, b: string) => string): string => {
+    let level = terms;
+    while (level.length > 1) {
+      const next: string[] = [];
+      for (let i = 0; i < level.length; i += 2) next.push(i + 1 < level.length ? op(level[i], level[i + 1]) : level[i]);
+      level = next;
+    }
+    return level[0];
+  };
+  const xs = Array.from({ length: scoresPerLane }, (_, i) => `x${i}`);
+  const ps = Array.from({ length: scoresPerLane }, (_, i) => `p${i}`);
+  const fetch = (regs: string, buffer: string, tile: string, indent: string) => `{
+${indent}  let first = (min((${tile}) * BK, nk - BK) * tokenStride + headOffset) / 4u;
+${indent}  ${n(copies, (i) => `${regs}${i} = ${buffer}[first + copyFrom${i}];`, `${indent}  `)}
+${indent}}`;
+  // Written out rather than through a helper taking a pointer to the tile: the helper cost 15% (H200, 28.3 ms).
+  const stage = (regs: string, tile: string, indent: string) =>
+    n(copies, (i) => `${tile}[copyTo${i}] = bitcast<vec2<f16>>(${regs}${i}.x).x;
+${indent}${tile}[copyTo${i} + 1u] = bitcast<vec2<f16>>(${regs}${i}.x).y;
+${indent}${tile}[copyTo${i} + 2u] = bitcast<vec2<f16>>(${regs}${i}.y).x;
+${indent}${tile}[copyTo${i} + 3u] = bitcast<vec2<f16>>(${regs}${i}.y).y;`, indent);
+  return /* wgsl */ `
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -394,256 +462,151 @@ alias Right = subgroup_matrix_right<f16, 16, 16>;
 alias Acc = subgroup_matrix_result<f32, 16, 16>;
 
 const D: u32 = 128u;
-const BQ: u32 = 64u;
-const BK: u32 = 64u;
-const NEG_BIG: f32 = -1.0e30;
+const BQ: u32 = ${rows}u;            // queries per workgroup
+const BK: u32 = ${keys}u;             // keys per tile
+const NEG_BIG: f32 = -1.0e30;     // "minus infinity" that stays finite under subtraction
 const RESCALE_AT: f32 = 8.0;      // probabilities may reach 2^8 before O is rescaled
-// Row strides of the workgroup tiles, padded off multiples of 128 bytes so that the rows of a 16×16 access and the
-// softmax's 16 rows fall in different memory banks (kept multiples of 16 bytes for the matrix loads).
-const KV_STRIDE: u32 = 136u;      // f16
-const S_STRIDE: u32 = 68u;        // f32
-const P_STRIDE: u32 = 72u;        // f16
+const KV_STRIDE: u32 = ${KV_STRIDE}u;     // f16
+const S_STRIDE: u32 = ${S_STRIDE}u;       // f32
+const P_STRIDE: u32 = ${P_STRIDE}u;       // f16
+const UNITS_PER_KEY: u32 = ${unitsPerKey}u;  // vec2<u32> per key row of a head
 
 struct Params { nq: u32, nk: u32, heads: u32, scaleLog2: f32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f16>;
-@group(0) @binding(2) var<storage, read> k: array<f16>;
-@group(0) @binding(3) var<storage, read> v: array<f16>;
+@group(0) @binding(2) var<storage, read> k: array<vec2<u32>>;   // f16 pairs, read 4 halves at a time
+@group(0) @binding(3) var<storage, read> v: array<vec2<u32>>;
 @group(0) @binding(4) var<storage, read_write> o: array<f16>;
 
-var<workgroup> kvTile: array<f16, 8704>;   // [BK][KV_STRIDE]: the K tile, then the V tile
-var<workgroup> scores: array<f32, 4352>;   // per subgroup [16][S_STRIDE] scores; also the 16×16 scratch for O
-var<workgroup> probs: array<f16, 4608>;    // per subgroup [16][P_STRIDE] probabilities
-var<workgroup> rowAlpha: array<f32, 64>;
-var<workgroup> rowSum: array<f32, 64>;
+var<workgroup> kTile: array<f16, ${keys * KV_STRIDE}>;      // [BK][KV_STRIDE]
+var<workgroup> vTile: array<f16, ${keys * KV_STRIDE}>;      // [BK][KV_STRIDE]
+var<workgroup> scores: array<f32, ${rows * S_STRIDE}>;     // [BQ][S_STRIDE] Q·Kᵀ; also a 16×16 scratch per subgroup
+var<workgroup> probs: array<f16, ${rows * P_STRIDE}>;      // [BQ][P_STRIDE]
+var<workgroup> rowAlpha: array<f32, ${rows}>;
+var<workgroup> rowSum: array<f32, ${rows}>;
 var<workgroup> rescaleFlag: array<u32, 4>; // [tile % 2]: does O need rescaling; 16 bytes, see above
 
-// The helpers below work on one 16×16 block of O that the subgroup has just stored to its slice of scores.
-// All subgroups call them together (they hold barriers).
+// The helpers below work on the 16×16 block of O that subgroup sg has just stored to its scratch (scores[sg·256..],
+// stride 16). All subgroups call them together (they hold barriers).
 
 // Multiplies the stored block's rows by their rowAlpha.
-fn scaleStoredRows(sg: u32, lane: u32) {
+fn scaleScratch(sg: u32, lane: u32, block: u32) {
   workgroupBarrier();
   for (var e = 0u; e < 8u; e++) {
     let i = lane + e * 32u;
-    scores[sg * 16u * S_STRIDE + (i / 16u) * S_STRIDE + i % 16u] *= rowAlpha[sg * 16u + i / 16u];
+    scores[sg * 256u + i] *= rowAlpha[block * 16u + i / 16u];
   }
   workgroupBarrier();
 }
 
 // Writes the stored block as output columns col0..col0+15 of rows rowStart.., divided by the softmax sums;
-// rows below ownFrom belong to another subgroup (see the shift above) and are left to it.
-fn writeStoredBlock(col0: u32, sg: u32, lane: u32, rowStart: u32, ownFrom: u32, headIndex: u32) {
+// rows below ownFrom belong to the block before (see the shift above) and are left to it.
+fn writeScratch(col0: u32, sg: u32, lane: u32, block: u32, rowStart: u32, ownFrom: u32, headIndex: u32) {
   workgroupBarrier();
   for (var e = 0u; e < 8u; e++) {
     let i = lane + e * 32u;
-    let r = i / 16u;
-    let row = rowStart + r;
+    let row = rowStart + i / 16u;
     if (row >= ownFrom) {
-      o[(row * params.heads + headIndex) * D + col0 + i % 16u] = f16(scores[sg * 16u * S_STRIDE + r * S_STRIDE + i % 16u] / rowSum[sg * 16u + r]);
+      o[(row * params.heads + headIndex) * D + col0 + i % 16u] = f16(scores[sg * 256u + i] / rowSum[block * 16u + i / 16u]);
     }
   }
   workgroupBarrier();
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let sg = t / 32u;
   let lane = t % 32u;
+  let block = sg / 2u;                       // the 16-row block this subgroup works on
+  let side = sg % 2u;                        // its half of the keys (S) and of the head dims (O)
   let nq = params.nq;
   let nk = params.nk;
+  let scale = params.scaleLog2;
   let tokenStride = params.heads * D;
   let headOffset = wg.y * D;
-  let ownFrom = wg.x * BQ + sg * 16u;        // first query row this subgroup owns
+  let ownFrom = wg.x * BQ + block * 16u;     // first query row this block owns
   let rowStart = min(ownFrom, nq - 16u);     // first row it computes (shifted back at the end)
 
   let qBase = rowStart * tokenStride + headOffset;
-  let q0m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 0u, tokenStride);
-  let q1m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 16u, tokenStride);
-  let q2m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 32u, tokenStride);
-  let q3m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 48u, tokenStride);
-  let q4m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 64u, tokenStride);
-  let q5m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 80u, tokenStride);
-  let q6m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 96u, tokenStride);
-  let q7m = subgroupMatrixLoad<Left, row_major>(&q, qBase + 112u, tokenStride);
-  var o0 = Acc();
-  var o1 = Acc();
-  var o2 = Acc();
-  var o3 = Acc();
-  var o4 = Acc();
-  var o5 = Acc();
-  var o6 = Acc();
-  var o7 = Acc();
-  let sBase = sg * 16u * S_STRIDE;
-  let pBase = sg * 16u * P_STRIDE;
-  let rowInGroup = lane / 2u;                // softmax: two invocations per row,
-  let parity = lane % 2u;                    // even and odd keys
-  let rowBase = sBase + rowInGroup * S_STRIDE;
-  let probRow = pBase + rowInGroup * P_STRIDE;
-  let stageTo = sg * 16u * KV_STRIDE;                // each subgroup copies keys 16·sg .. 16·sg + 15 of a tile
-  var rowMax = NEG_BIG;
+  ${n(8, (c) => `let q${c}m = subgroupMatrixLoad<Left, row_major>(&q, qBase + ${16 * c}u, tokenStride);`, '  ')}
+  ${n(4, (c) => `var o${c} = Acc();`, '  ')}
+  let sOut = block * 16u * S_STRIDE + side * 16u;   // this subgroup's 16×16 block of scores
+  let kIn = side * 16u * KV_STRIDE;                  // its 16 keys in kTile
+  let pIn = block * 16u * P_STRIDE;                  // its block's rows of probs
+  let vIn = side * 64u;                              // its head dims in vTile
+  // Softmax: invocations 4r .. 4r + 3 own query row r of the workgroup, keys quarter, quarter + 4, ...
+  let smRow = t / 4u;
+  let quarter = t % 4u;
+  let scoreAt = smRow * S_STRIDE + quarter;
+  let probAt = smRow * P_STRIDE + quarter;
+  var rowMax = NEG_BIG;                      // the reference, base 2, scaled
   var rowTotal = 0.0;
-  let firstFrom = sg * 16u * tokenStride + headOffset;
-  var kf0 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 0u, tokenStride);
-  var kf1 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 16u, tokenStride);
-  var kf2 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 32u, tokenStride);
-  var kf3 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 48u, tokenStride);
-  var kf4 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 64u, tokenStride);
-  var kf5 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 80u, tokenStride);
-  var kf6 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 96u, tokenStride);
-  var kf7 = subgroupMatrixLoad<Left, row_major>(&k, firstFrom + 112u, tokenStride);
+  // K/V staging: invocation t copies vec2<u32> units t, t + ${threads}, ... of each tile (key = unit / 32).
+  ${n(copies, (i) => `let copyFrom${i} = (t + ${threads * i}u) / UNITS_PER_KEY * tokenStride / 4u + (t + ${threads * i}u) % UNITS_PER_KEY;
+  let copyTo${i} = (t + ${threads * i}u) / UNITS_PER_KEY * KV_STRIDE + (t + ${threads * i}u) % UNITS_PER_KEY * 4u;
+  var kf${i} = vec2<u32>();
+  var vf${i} = vec2<u32>();`, '  ')}
+  ${fetch('kf', 'k', '0u', '  ')}
+  ${stage('kf', 'kTile', '  ')}
+  ${fetch('kf', 'k', '1u', '  ')}
+  ${fetch('vf', 'v', '0u', '  ')}
 
   let tiles = (nk + BK - 1u) / BK;
   for (var tile = 0u; tile < tiles; tile++) {
     let fresh = tile * BK;                   // keys below this were taken by the previous tile
     let kStart = min(fresh, nk - BK);
-    let stageFrom = (kStart + sg * 16u) * tokenStride + headOffset;
-
-    workgroupBarrier();                      // the previous tile's V reads are done
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 0u, kf0, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 16u, kf1, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 32u, kf2, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 48u, kf3, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 64u, kf4, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 80u, kf5, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 96u, kf6, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 112u, kf7, KV_STRIDE);
-    workgroupBarrier();
-    // This tile's V is fetched while S is computed, and stored once the K tile is no longer read.
-    let vf0 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 0u, tokenStride);
-    let vf1 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 16u, tokenStride);
-    let vf2 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 32u, tokenStride);
-    let vf3 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 48u, tokenStride);
-    let vf4 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 64u, tokenStride);
-    let vf5 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 80u, tokenStride);
-    let vf6 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 96u, tokenStride);
-    let vf7 = subgroupMatrixLoad<Left, row_major>(&v, stageFrom + 112u, tokenStride);
-    for (var j = 0u; j < BK / 16u; j++) {
-      let kb = j * 16u * KV_STRIDE;
-      var s = Acc();
-      s = subgroupMatrixMultiplyAccumulate(q0m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 0u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q1m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 16u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q2m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 32u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q3m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 48u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q4m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 64u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q5m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 80u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q6m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 96u, KV_STRIDE), s);
-      s = subgroupMatrixMultiplyAccumulate(q7m, subgroupMatrixLoad<Right, col_major>(&kvTile, kb + 112u, KV_STRIDE), s);
-      subgroupMatrixStore<row_major>(&scores, sBase + j * 16u, subgroupMatrixScalarMultiply(s, params.scaleLog2), S_STRIDE);
-    }
-    workgroupBarrier();
+    workgroupBarrier();                      // K of this tile is staged; the previous P·V is done with vTile
+    var s = Acc();
+    ${n(8, (c) => `s = subgroupMatrixMultiplyAccumulate(q${c}m, subgroupMatrixLoad<Right, col_major>(&kTile, kIn + ${16 * c}u, KV_STRIDE), s);`, '    ')}
+    subgroupMatrixStore<row_major>(&scores, sOut, s, S_STRIDE);     // unscaled: the softmax scales
+    workgroupBarrier();                      // the scores are visible; kTile is free
     // Every invocation has read the previous tile's flag by now: clear it for the next tile.
     if (t == 0u) { rescaleFlag[(tile + 1u) % 2u] = 0u; }
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 0u, vf0, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 16u, vf1, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 32u, vf2, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 48u, vf3, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 64u, vf4, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 80u, vf5, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 96u, vf6, KV_STRIDE);
-    subgroupMatrixStore<row_major>(&kvTile, stageTo + 112u, vf7, KV_STRIDE);
-    // The next tile's K is fetched while the softmax and P·V run (the last tile fetches itself again, harmlessly).
-    let nextFrom = (min(fresh + BK, nk - BK) + sg * 16u) * tokenStride + headOffset;
-    kf0 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 0u, tokenStride);
-    kf1 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 16u, tokenStride);
-    kf2 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 32u, tokenStride);
-    kf3 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 48u, tokenStride);
-    kf4 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 64u, tokenStride);
-    kf5 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 80u, tokenStride);
-    kf6 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 96u, tokenStride);
-    kf7 = subgroupMatrixLoad<Left, row_major>(&k, nextFrom + 112u, tokenStride);
+    ${stage('vf', 'vTile', '    ')}
+    ${stage('kf', 'kTile', '    ')}
+    // The next loads are issued now and land while the softmax and P·V run (past the end they fetch the last tile
+    // again, harmlessly).
+    ${fetch('vf', 'v', 'tile + 1u', '    ')}
+    ${fetch('kf', 'k', 'tile + 2u', '    ')}
 
-    var m = NEG_BIG;
-    var sum = 0.0;
-    for (var i = 0u; i < BK / 2u; i++) {
-      let j = 2u * i + parity;
-      var p = 0.0h;
-      if (kStart + j >= fresh) {
-        let x = scores[rowBase + j];
-        m = max(m, x);
-        p = f16(exp2(min(x - rowMax, 15.0)));  // capped: a row that overshoots is recomputed below
+    if (kStart < fresh) {                    // the shifted last tile: hide the keys the previous tile took
+      for (var i = 0u; i < BK / 4u; i++) {
+        if (4u * i + quarter < fresh - kStart) { scores[scoreAt + 4u * i] = NEG_BIG; }
       }
-      probs[probRow + j] = p;
-      sum += f32(p);
     }
-    m = max(m, subgroupShuffleXor(m, 1u));
+    ${n(scoresPerLane, (i) => `let x${i} = scores[scoreAt + ${4 * i}u];`, '    ')}
+    let mLane = ${reduce(xs, (a, b) => `max(${a}, ${b})`)};
+    let mPair = max(mLane, subgroupShuffleXor(mLane, 1u));
+    let m = max(mPair, subgroupShuffleXor(mPair, 2u)) * scale;
     var alpha = 1.0;
     if (m > rowMax + RESCALE_AT) {
-      // The reference moves: recompute this tile's P against it (overflowed values included).
+      // The reference moves; O is rescaled below (on the first tile it is still zero).
       alpha = exp2(rowMax - m);
       rowMax = m;
       if (tile > 0u) { rescaleFlag[tile % 2u] = 1u; }
-      sum = 0.0;
-      for (var i = 0u; i < BK / 2u; i++) {
-        let j = 2u * i + parity;
-        var p = 0.0h;
-        if (kStart + j >= fresh) { p = f16(exp2(scores[rowBase + j] - rowMax)); }
-        probs[probRow + j] = p;
-        sum += f32(p);
-      }
     }
-    sum += subgroupShuffleXor(sum, 1u);
-    rowTotal = rowTotal * alpha + sum;
-    if (parity == 0u) { rowAlpha[sg * 16u + rowInGroup] = alpha; }
+    ${n(scoresPerLane, (i) => `let p${i} = exp2(x${i} * scale - rowMax);`, '    ')}
+    ${n(scoresPerLane, (i) => `probs[probAt + ${4 * i}u] = f16(p${i});`, '    ')}
+    let sumLane = ${reduce(ps, (a, b) => `(${a} + ${b})`)};
+    let sumPair = sumLane + subgroupShuffleXor(sumLane, 1u);
+    rowTotal = rowTotal * alpha + sumPair + subgroupShuffleXor(sumPair, 2u);
+    if (quarter == 0u) { rowAlpha[smRow] = alpha; }
 
     if (workgroupUniformLoad(&rescaleFlag[tile % 2u]) != 0u) {
-      subgroupMatrixStore<row_major>(&scores, sBase, o0, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o0 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o1, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o1 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o2, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o2 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o3, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o3 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o4, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o4 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o5, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o5 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o6, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o6 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
-      subgroupMatrixStore<row_major>(&scores, sBase, o7, S_STRIDE);
-      scaleStoredRows(sg, lane);
-      o7 = subgroupMatrixLoad<Acc, row_major>(&scores, sBase, S_STRIDE);
+      ${n(4, (c) => `subgroupMatrixStore<row_major>(&scores, sg * 256u, o${c}, 16u);
+      scaleScratch(sg, lane, block);
+      o${c} = subgroupMatrixLoad<Acc, row_major>(&scores, sg * 256u, 16u);`, '      ')}
     }
-
-    for (var j = 0u; j < BK / 16u; j++) {
-      let p = subgroupMatrixLoad<Left, row_major>(&probs, pBase + j * 16u, P_STRIDE);
-      let vb = j * 16u * KV_STRIDE;
-      o0 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 0u, KV_STRIDE), o0);
-      o1 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 16u, KV_STRIDE), o1);
-      o2 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 32u, KV_STRIDE), o2);
-      o3 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 48u, KV_STRIDE), o3);
-      o4 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 64u, KV_STRIDE), o4);
-      o5 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 80u, KV_STRIDE), o5);
-      o6 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 96u, KV_STRIDE), o6);
-      o7 = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&kvTile, vb + 112u, KV_STRIDE), o7);
-    }
+    ${n(keys / 16, (j) => `{
+      let p = subgroupMatrixLoad<Left, row_major>(&probs, pIn + ${16 * j}u, P_STRIDE);
+      ${n(4, (c) => `o${c} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<Right, row_major>(&vTile, vIn + ${16 * j * KV_STRIDE + 16 * c}u, KV_STRIDE), o${c});`, '      ')}
+    }`, '    ')}
   }
 
-  if (parity == 0u) { rowSum[sg * 16u + rowInGroup] = rowTotal; }
-  subgroupMatrixStore<row_major>(&scores, sBase, o0, S_STRIDE);
-  writeStoredBlock(0u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o1, S_STRIDE);
-  writeStoredBlock(16u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o2, S_STRIDE);
-  writeStoredBlock(32u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o3, S_STRIDE);
-  writeStoredBlock(48u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o4, S_STRIDE);
-  writeStoredBlock(64u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o5, S_STRIDE);
-  writeStoredBlock(80u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o6, S_STRIDE);
-  writeStoredBlock(96u, sg, lane, rowStart, ownFrom, wg.y);
-  subgroupMatrixStore<row_major>(&scores, sBase, o7, S_STRIDE);
-  writeStoredBlock(112u, sg, lane, rowStart, ownFrom, wg.y);
+  if (quarter == 0u) { rowSum[smRow] = rowTotal; }
+  ${n(4, (c) => `subgroupMatrixStore<row_major>(&scores, sg * 256u, o${c}, 16u);
+  writeScratch(side * 64u + ${16 * c}u, sg, lane, block, rowStart, ownFrom, wg.y);`, '  ')}
 }
 `;
+}

@@ -9,7 +9,9 @@ import {
   chooseAttentionPath,
   createFlashAttention,
   subgroupMatrixUnavailableReason,
+  subgroupMatrixWorkgroupBytes,
   type AttentionDtype,
+  type SubgroupMatrixRows,
 } from '../../src/kernels/flashAttention.ts';
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
@@ -79,7 +81,7 @@ const PORTABLE_CASES: Case[] = [
 ];
 
 /** Uploads data (converted to dtype), runs the kernel, reads the output back as f32. */
-async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: 'portable' | 'subgroup-matrix', q: Float32Array, k: Float32Array, v: Float32Array) {
+async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: 'portable' | 'subgroup-matrix', q: Float32Array, k: Float32Array, v: Float32Array, rows?: SubgroupMatrixRows) {
   const { device } = ctx;
   const upload = (data: Float32Array) => {
     const bytes = dtype === 'f16' ? f32ToF16(data) : data;
@@ -93,7 +95,7 @@ async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: '
   device.queue.writeBuffer(out, 0, new Float32Array(out.size / 4).fill(Number.NaN));
   const readback = device.createBuffer({ size: out.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const [qb, kb, vb] = [upload(q), upload(k), upload(v)];
-  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path });
+  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path, ...(rows ? { subgroupMatrixRows: rows } : {}) });
   const encoder = device.createCommandEncoder();
   attention.encode(encoder, { q: qb, k: kb, v: vb, out, nq: c.nq, nk: c.nk });
   encoder.copyBufferToBuffer(out, 0, readback, 0, out.size);
@@ -160,16 +162,19 @@ describe('flash attention, subgroup-matrix kernel (needs chromium-experimental-s
     { nq: 130, nk: 300, heads: 2, headDim: 128, amplitude: 2, keyRamp: 4 },
     { nq: 10, nk: 40, heads: 2, headDim: 128, amplitude: 1 },
   ];
-  for (const [index, c] of cases.entries()) {
-    it.skipIf(subgroupMatrixMissing !== null)(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=128${c.keyRamp ? ' rising keys' : ''} f16 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(subgroupMatrixMissing)}`, async () => {
-      const { q, k, v } = inputsFor(c, 5000 + 31 * index);
-      const got = await runOnGpu(ctx, c, 'f16', 'subgroup-matrix', q, k, v);
-      const want = referenceAttention(roundTripF16(q), roundTripF16(k), roundTripF16(v), c.nk, c.heads, c.headDim, allRows(c.nq));
-      const err = tensorError(got, want);
-      console.log(`subgroup-matrix f16 nq=${c.nq} nk=${c.nk}: ${formatError(err)}`);
-      // P is rounded to f16 before P·V (as in FlashAttention on tensor cores), the output to f16.
-      expect(err.rel).toBeLessThanOrEqual(2e-3);
-    });
+  // Both workgroup sizes: 128 query rows is the default, 64 the fallback for devices with smaller limits.
+  for (const rows of [128, 64] as const) {
+    for (const [index, c] of cases.entries()) {
+      it.skipIf(subgroupMatrixMissing !== null)(`${rows} rows per workgroup, nq=${c.nq} nk=${c.nk} heads=${c.heads} d=128${c.keyRamp ? ' rising keys' : ''} f16 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(subgroupMatrixMissing)}`, async () => {
+        const { q, k, v } = inputsFor(c, 5000 + 31 * index);
+        const got = await runOnGpu(ctx, c, 'f16', 'subgroup-matrix', q, k, v, rows);
+        const want = referenceAttention(roundTripF16(q), roundTripF16(k), roundTripF16(v), c.nk, c.heads, c.headDim, allRows(c.nq));
+        const err = tensorError(got, want);
+        console.log(`subgroup-matrix f16 rows=${rows} nq=${c.nq} nk=${c.nk}: ${formatError(err)}`);
+        // P is rounded to f16 before P·V (as in FlashAttention on tensor cores), the output to f16.
+        expect(err.rel).toBeLessThanOrEqual(2e-3);
+      });
+    }
   }
 });
 
@@ -179,6 +184,11 @@ describe('flash attention, validation', () => {
     if (subgroupMatrixMissing) {
       await expect(createFlashAttention(ctx.device, { heads: 2, headDim: 128, dtype: 'f16', path: 'subgroup-matrix' })).rejects.toThrow(AttentionConfigError);
     }
+  });
+
+  it('sizes the subgroup-matrix kernel for 48 KiB of workgroup memory (128 rows) and 32 KiB (64 rows)', () => {
+    expect(subgroupMatrixWorkgroupBytes(128)).toBeLessThanOrEqual(48 * 1024);
+    expect(subgroupMatrixWorkgroupBytes(64)).toBeLessThanOrEqual(32 * 1024);
   });
 
   it('rejects unsupported head sizes and buffers that are too small', async () => {
