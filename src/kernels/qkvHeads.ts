@@ -8,8 +8,8 @@
 // Numerics: everything in f32 (the mean square, the norm weight, the rotation), rounded to the activation dtype once
 // on write. RoPE pairs (2i, 2i+1): out = x·cos + rotated·sin with rotated = (−x_{2i+1}, x_{2i}), tables [N_img, d]
 // (pipeline/ropeTables.ts, split into cos and sin by the embedders' graph).
-// One invocation owns one (row, q|k|v, head): it reads its head's d values twice (sum of squares, then output); the
-// invocations of a subgroup read neighbouring heads, so every cache line fetched is used in full.
+// One workgroup of 64 invocations owns one (row, q|k|v, head), each invocation a pair of values (neighbours read
+// neighbouring pairs, so loads and stores coalesce); the head's sum of squares is a workgroup reduction.
 
 import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
 
@@ -112,8 +112,7 @@ class QkvHeadsKernel implements QkvHeads {
     };
     const tableBytes = rope ? (ropeRow0 + rows) * this.headDim * 4 : 4;
     const outBytes = (outRow0 + rows) * width * elem;
-    const units = rows * 3 * this.heads;
-    const groups = Math.ceil(units / WORKGROUP);
+    const groups = rows * 3 * this.heads; // one workgroup per (row, part, head)
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     const gridX = Math.min(groups, maxGroups);
     const gridY = Math.ceil(groups / gridX);
@@ -152,10 +151,10 @@ class QkvHeadsKernel implements QkvHeads {
     const key = [rows, inRow0, outRow0, ropeRow0, rope ? 1 : 0, gridX].join('/');
     let buffer = this.params.get(key);
     if (!buffer) {
-      // struct Params { rows, heads, headDim, inRow0, outRow0, ropeRow0, rope, rowStride (invocations per grid row): u32; eps: f32 }
+      // struct Params { rows, heads, headDim, inRow0, outRow0, ropeRow0, rope, gridX (workgroups per grid row): u32; eps: f32 }
       buffer = this.device.createBuffer({ label: `qkvHeads params ${key}`, size: 48, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
       const range = buffer.getMappedRange();
-      new Uint32Array(range).set([rows, this.heads, this.headDim, inRow0, outRow0, ropeRow0, rope ? 1 : 0, gridX * WORKGROUP]);
+      new Uint32Array(range).set([rows, this.heads, this.headDim, inRow0, outRow0, ropeRow0, rope ? 1 : 0, gridX]);
       new Float32Array(range)[8] = this.eps;
       buffer.unmap();
       this.params.set(key, buffer);
@@ -177,7 +176,7 @@ struct Params {
   outRow0: u32,
   ropeRow0: u32,
   rope: u32,
-  rowStride: u32,
+  gridX: u32,
   eps: f32,
 }
 
@@ -191,9 +190,28 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> k: array<T>;
 @group(0) @binding(8) var<storage, read_write> v: array<T>;
 
+const WORKGROUP = ${WORKGROUP}u;
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+fn workgroupSum(value: f32, lane: u32) -> f32 {
+  partial[lane] = value;
+  workgroupBarrier();
+  for (var stride = WORKGROUP / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) { partial[lane] += partial[lane + stride]; }
+    workgroupBarrier();
+  }
+  return partial[0];
+}
+
+/** The RMS-normed value at i of this head (q: part 0, k: part 1), in f32. */
+fn normed(part: u32, src: u32, i: u32, inv: f32) -> f32 {
+  let w = select(f32(normK[i]), f32(normQ[i]), part == 0u);
+  return f32(qkv[src + i]) * inv * w;
+}
+
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) id: vec3u) {
-  let unit = id.y * params.rowStride + id.x;   // (row, part, head), head fastest
+fn main(@builtin(workgroup_id) group: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let unit = group.y * params.gridX + group.x;   // (row, part, head), head fastest
   let heads = params.heads;
   let d = params.headDim;
   if (unit >= params.rows * 3u * heads) { return; }
@@ -204,26 +222,19 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
   let src = (params.inRow0 + row) * 3u * width + part * width + head * d;
   let dst = (params.outRow0 + row) * width + head * d;
   if (part == 2u) {
-    for (var i = 0u; i < d; i++) { v[dst + i] = qkv[src + i]; }
+    for (var i = lane; i < d; i += WORKGROUP) { v[dst + i] = qkv[src + i]; }
     return;
   }
   var squares = 0.0;
-  for (var i = 0u; i < d; i++) {
+  for (var i = lane; i < d; i += WORKGROUP) {
     let x = f32(qkv[src + i]);
     squares += x * x;
   }
-  let inv = 1.0 / sqrt(squares / f32(d) + params.eps);
+  let inv = 1.0 / sqrt(workgroupSum(squares, lane) / f32(d) + params.eps);
   let table = (params.ropeRow0 + row) * d;
-  for (var i = 0u; i < d; i += 2u) {
-    var a: f32;
-    var b: f32;
-    if (part == 0u) {
-      a = f32(qkv[src + i]) * inv * f32(normQ[i]);
-      b = f32(qkv[src + i + 1u]) * inv * f32(normQ[i + 1u]);
-    } else {
-      a = f32(qkv[src + i]) * inv * f32(normK[i]);
-      b = f32(qkv[src + i + 1u]) * inv * f32(normK[i + 1u]);
-    }
+  for (var i = 2u * lane; i < d; i += 2u * WORKGROUP) {
+    let a = normed(part, src, i, inv);
+    let b = normed(part, src, i + 1u, inv);
     var outA = a;
     var outB = b;
     if (params.rope != 0u) {
