@@ -430,13 +430,6 @@ function normedHeads(g: Graph, c: DiTConfig, y: string, norm: string | null): st
 /** The q, k, v projections [1, N, D] of one stream, before heads, norms and RoPE. */
 interface Projections { q: string; k: string; v: string }
 
-/** A [1, N, 3D] product of the stacked q, k, v weights, split back into the three projections. */
-function unstackProjections(g: Graph, c: DiTConfig, qkv: string): Projections {
-  const d = hiddenSize(c);
-  const [q, k, v] = g.opN('Split', [qkv, g.ints([d, d, d])], 3, { axis: 2 });
-  return { q, k, v };
-}
-
 /** [1, N, H, d] → [1, N, H·d] */
 function flatHeads(g: Graph, c: DiTConfig, x: string): string {
   return g.op('Reshape', [x, g.ints([1, -1, c.heads * c.headDim])]);
@@ -827,7 +820,7 @@ function kernelLinearParts(g: Graph, prefixes: string[], inF: number, outF: numb
 }
 
 /** A kernel product over whole weights (rows of several stacked), with bias. */
-function linearStage(x: string, out: string, parts: KernelLinearPart[], k: number, epilogue: KernelLinear['epilogue'], rows?: 'image' | 'context'): BlockStage {
+function linearStage(x: string, out: string, parts: KernelLinearPart[], k: number, epilogue: KernelLinear['epilogue'], rows?: StreamRows): BlockStage {
   return { op: 'linear', x, ...(rows ? { rows } : {}), out, linear: { parts, storedK: k, kOffset: 0, k, n: parts.reduce((n, p) => n + p.n, 0), bias: true, epilogue } };
 }
 
