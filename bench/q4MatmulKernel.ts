@@ -7,10 +7,11 @@
 //   npx esbuild bench/q4MatmulKernel.ts --bundle --platform=node --format=esm --outfile=.gpu-bundle/q4MatmulKernel.mjs \
 //     --external:webgpu --external:onnxruntime-web '--external:onnxruntime-web/*'
 // and run it where `webgpu` and `onnxruntime-web` resolve (see /work/shared/tools/gpu-bundle). Options: --m=ROWS
-// --runs=R --shapes=KxN,... --only=subgroup-matrix,portable-f16,portable-f32,ort --tilings=4x2x2,2x2x2,2x4x1s,...
-// (sgM×sgN×blocks, a trailing s for x staged in workgroup memory; each timed as its own row, the first shown as
-// "default" in the summary) --no-check --software. A few seconds of work run before the first timing, so the GPU's
-// clocks have ramped up.
+// --runs=R --shapes=KxN,... --only=subgroup-matrix,portable-f16,portable-f32,ort --tilings=2x2x1s,4x2x2s-f2x4,2x4x1,...
+// (sgM×sgN×blocks; a trailing s for x staged in workgroup memory, then optionally -f<fragM>x<fragN> result matrices
+// per subgroup; each timed as its own row, the first shown as "default" in the summary; every one also goes through
+// the small checks and has its big-shape rows checked) --no-check --software. A few seconds of work run before the
+// first timing, so the GPU's clocks have ramped up.
 // Ours is timed with GPU timestamps around its pass where the device has them; ORT's run with the wall clock from
 // run() to the queue going idle (it records its own passes). Last line: one JSON object.
 
@@ -20,6 +21,7 @@ import {
   DEFAULT_TILING,
   createQ4Matmul,
   q4MatmulFlops,
+  tilingKey,
   subgroupMatrixUnavailableReason,
   type Q4Epilogue,
   type Q4Matmul,
@@ -45,14 +47,22 @@ const shapes = option('shapes', '3072x3072,3072x9216,3072x12288,12288x3072,15360
   .split(',')
   .map((s) => s.split('x').map(Number) as [number, number]);
 const only = option('only', 'subgroup-matrix,portable-f16,ort').split(',').filter(Boolean);
-const tilings: SubgroupMatrixTiling[] = option('tilings', `${DEFAULT_TILING.sgM}x${DEFAULT_TILING.sgN}x${DEFAULT_TILING.blocks}${DEFAULT_TILING.stageX ? 's' : ''},4x2x2,2x4x1,2x2x2`)
-  .split(',')
-  .map((s) => {
-    const [sgM, sgN, blocks] = s.replace(/s$/, '').split('x').map(Number);
-    return { sgM, sgN, blocks, ...(s.endsWith('s') ? { stageX: true } : {}) };
-  });
+/** `2x4x1` (x read from storage), `2x2x1s` (x staged, 4 × 4 result matrices per subgroup), `4x2x2s-f2x4` (2 × 4 per subgroup). */
+function parseTiling(s: string): SubgroupMatrixTiling {
+  const hit = /^(\d+)x(\d+)x(\d+)(s?)(?:-f(\d+)x(\d+))?$/.exec(s);
+  if (!hit) throw new Error(`Cannot read tiling '${s}' (expected e.g. 2x4x1, 2x2x1s, 4x2x2s-f2x4).`);
+  const [, sgM, sgN, blocks, staged, fragM, fragN] = hit;
+  return {
+    sgM: Number(sgM),
+    sgN: Number(sgN),
+    blocks: Number(blocks),
+    ...(staged ? { stageX: true } : {}),
+    ...(fragM ? { fragM: Number(fragM), fragN: Number(fragN) } : {}),
+  };
+}
+const tilings: SubgroupMatrixTiling[] = option('tilings', `${tilingKey(DEFAULT_TILING)},2x4x1s,1x1x1s,2x2x1`).split(',').map(parseTiling);
 const check = !process.argv.includes('--no-check');
-const tilingName = (t: SubgroupMatrixTiling) => `${t.sgM}x${t.sgN}x${t.blocks}${t.stageX ? 's' : ''}`;
+const tilingName = (t: SubgroupMatrixTiling) => tilingKey(t);
 /** FramePack's FFN up projection (3072 → 12288) is followed by GELU(tanh); every linear has a bias. */
 const epilogueFor = (k: number, n: number): Q4Epilogue => (k === 3072 && n === 12288 ? 'gelu_tanh' : 'none');
 
@@ -141,6 +151,7 @@ async function runChecks(): Promise<void> {
     { m: 10, k: 64, n: 40, bias: false, epilogue: 'gelu_tanh' },
     { m: 257, k: 192, n: 136, bias: true, epilogue: 'gelu_tanh' },
     { m: 1000, k: 3072, n: 384, bias: true, epilogue: 'gelu_tanh' },
+    { m: 50, k: 32, n: 264, bias: true, epilogue: 'none' }, // one step along K
   ];
   const variants: { name: string; path: Q4MatmulPath; dtype: Q4MatmulDtype; tiling?: SubgroupMatrixTiling }[] = [
     { name: 'portable-f32', path: 'portable', dtype: 'f32' },

@@ -9,12 +9,24 @@
 //   a 4 × 4 register tile. f32 or f16 tensors, any K.
 //   About 16 TFLOP/s (f16) on an H200 at FramePack's sizes.
 // - `subgroup-matrix`: the tensor-core path through `chromium-experimental-subgroup-matrix` (f16 × f16 → f32,
-//   16×16×16): W tiles are dequantized to f16 in workgroup memory, x tiles are copied there with subgroup-matrix
-//   loads and stores (fetched one step early), and each subgroup accumulates 64 × 64 outputs in sixteen f32 result
-//   matrices. f16 tensors, K a multiple of 32. 102–112 TFLOP/s on an H200 at FramePack's sizes, against 37–42 for
-//   ORT's MatMulNBits run back to back on the same weights. A second variant reads x straight from the storage
-//   buffer (62–68 TFLOP/s there: storage loads of subgroup matrices cost far more than workgroup ones); it takes
-//   other tilings and serves devices with too little workgroup memory for the default.
+//   16×16×16), generated per tiling (stagedSource): x tiles are copied to workgroup memory with plain vec4<u32>
+//   storage loads, W tiles are dequantized there to f16 with bit tricks instead of integer → float conversions (both
+//   fetched one step early), and each subgroup accumulates 64 × 64 outputs in sixteen f32 result matrices. Default:
+//   128 × 128 outputs per workgroup of 4 subgroups (128 invocations, 24 KiB; presumably several workgroups per SM,
+//   so one's barriers overlap another's products). f16 tensors, K a multiple of 32. On an H200 at FramePack's sizes
+//   (18,485 rows, bench/q4MatmulKernel.ts, one run): 184–199 TFLOP/s — 3072→12288 + GELU 7.34 ms, 12288→3072
+//   7.21 ms, 3072→9216 5.31 ms, 15360→3072 8.78 ms, 3072→3072 1.90 ms — against 102–110 TFLOP/s (12.78, 13.17,
+//   9.50, 16.38, 3.41 ms) for the previous kernel (128 × 256 per workgroup, x copied with subgroup-matrix loads from
+//   storage, W dequantized through u32 → f16 conversions), and 37–42 (earlier run) for ORT's MatMulNBits back to
+//   back on the same weights. Measured and slower on the same GPU (TFLOP/s over the large shapes): the new code at 128 × 256 with 8
+//   subgroups (157–184) or 16 subgroups of 32 × 64 (160–178), at 256 × 128 (163–174); 128 × 128 with 8 subgroups of
+//   32 × 64 (118–138; with 64 of K per step, 32 × 64 or 64 × 32: 170–184); 64 of K per step at the default (145–160);
+//   other tiles of 1–4 subgroups (99–140); double-buffered tiles with one barrier per step (132–157, and 34–60 with
+//   a runtime buffer offset instead of an unrolled pair of steps); x and W loaded right before they are staged
+//   instead of a step early (−1–2%). Devices with less than 24 KiB of workgroup memory get one subgroup per 64 × 64
+//   workgroup (11 KiB, 32 invocations: 99–111 TFLOP/s there). A second kernel reads x straight from the storage
+//   buffer with subgroup-matrix loads (74–76 TFLOP/s at 2 × 2 × 1: storage loads of subgroup matrices cost far more
+//   than workgroup ones); it serves explicit tilings without stageX.
 // Both accumulate in f32 and finish with the epilogue (bias, then optionally GELU with the tanh approximation).
 // Bias and epilogue are uniform flags rather than separate pipelines: SwiftShader needs seconds per pipeline.
 // Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
@@ -29,18 +41,24 @@ export type Q4Epilogue = 'none' | 'gelu_tanh';
 
 /**
  * How the subgroup-matrix kernel splits the work: a workgroup has sgM × sgN subgroups of 32 invocations, each
- * computing 64 × 64 outputs (so 64·sgM rows × 64·sgN columns per workgroup), and takes `blocks` quantization blocks
- * (32 of K each) per step. For benches and tuning; the default suits an H100/H200.
+ * computing 16·fragM × 16·fragN outputs (64 × 64 by default, so 64·sgM rows × 64·sgN columns per workgroup), and
+ * takes `blocks` quantization blocks (32 of K each) per step. For benches and tuning; the default suits an H100/H200.
  */
 export interface SubgroupMatrixTiling {
   sgM: number;
   sgN: number;
   blocks: number;
   /**
-   * Copy each x tile to workgroup memory once (one 16-row block per subgroup, fetched a step early) instead of every
-   * subgroup reading its left matrices from the storage buffer. Written for sgM 2, sgN 4, blocks 1 only.
+   * Copy each x tile to workgroup memory (with vector loads, one step ahead) instead of every subgroup reading its
+   * left matrices from the storage buffer; W is always staged there.
    */
   stageX?: boolean;
+  /**
+   * With stageX only: 16×16 result matrices per subgroup down M and across N, each 1, 2 or 4 (default 4 × 4: 64 × 64
+   * outputs). Fewer means fewer registers but more workgroup-memory reads per product.
+   */
+  fragM?: number;
+  fragN?: number;
 }
 
 export interface Q4MatmulOptions {
@@ -113,19 +131,37 @@ const PORTABLE_TILE = 64;
 /** The subgroup-matrix kernel's smallest problem: one 16-row matrix. Fewer rows go to the portable kernel. */
 const SUBGROUP_MATRIX_MIN_M = 16;
 /**
- * 128 rows × 256 columns per workgroup, one quantization block per step, x staged in workgroup memory: 102–112
- * TFLOP/s on an H200 at FramePack's sizes, against 62–68 for the best tiling that reads x from storage (bench).
+ * 128 rows × 128 columns per workgroup (2 × 2 subgroups of 64 × 64), one quantization block per step, x staged in
+ * workgroup memory: 24 KiB, 128 invocations. 184–199 TFLOP/s on an H200 at FramePack's sizes (see the header).
  */
-export const DEFAULT_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 4, blocks: 1, stageX: true };
-/** Where the default does not fit (40 KiB of workgroup memory, 256 invocations): 15 KiB, 128 invocations. */
-const SMALL_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 2, blocks: 1 };
+export const DEFAULT_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 2, blocks: 1, stageX: true };
+/**
+ * Where the default does not fit: one subgroup per 64 × 64 workgroup, 11 KiB, 32 invocations (99–111 TFLOP/s on
+ * an H200, against 74–76 for the 15 KiB tiling 2 × 2 × 1 that reads x from storage).
+ */
+const SMALL_TILING: SubgroupMatrixTiling = { sgM: 1, sgN: 1, blocks: 1, stageX: true };
 const FLAG_BIAS = 1;
 const FLAG_GELU = 2;
 
-/** Workgroup bytes of the subgroup-matrix kernel: the f16 W tile plus one f32 16×16 scratch (stride 20) per subgroup. */
+/** Workgroup bytes of the subgroup-matrix kernel: the f16 tiles plus one f32 16×16 scratch per subgroup. */
 function subgroupMatrixWorkgroupBytes(t: SubgroupMatrixTiling): number {
-  const xTile = t.stageX ? 64 * t.sgM * (32 * t.blocks + 8) * 2 : 0;
-  return 64 * t.sgN * (32 * t.blocks + 8) * 2 + xTile + t.sgM * t.sgN * 16 * 20 * 4;
+  if (t.stageX) return stagedLayout(t).bytes;
+  return 64 * t.sgN * (32 * t.blocks + 8) * 2 + t.sgM * t.sgN * 16 * 20 * 4;
+}
+
+/** Rows and columns of the output one workgroup computes. */
+function tileShape(t: SubgroupMatrixTiling): [number, number] {
+  if (t.stageX) {
+    const l = stagedLayout(t);
+    return [l.tileM, l.tileN];
+  }
+  return [64 * t.sgM, 64 * t.sgN];
+}
+
+/** Names every value baked into the tiling's source: sgM×sgN×blocks, then for x staged s-f<fragM>x<fragN>. */
+export function tilingKey(t: SubgroupMatrixTiling): string {
+  if (!t.stageX) return `${t.sgM}x${t.sgN}x${t.blocks}`;
+  return `${t.sgM}x${t.sgN}x${t.blocks}s-f${t.fragM ?? 4}x${t.fragN ?? 4}`;
 }
 
 /** Why this tiling cannot serve K (null when it can). */
@@ -133,16 +169,34 @@ function tilingProblem(t: SubgroupMatrixTiling, k: number): string | null {
   const ok = (v: number) => [1, 2, 4].includes(v);
   if (!ok(t.sgM) || !ok(t.sgN) || !ok(t.blocks)) return `tiling ${JSON.stringify(t)} needs sgM, sgN and blocks in {1, 2, 4}`;
   // Every invocation dequantizes the same whole number of (row, block) pairs per step: 64·sgN·blocks / (32·sgM·sgN).
-  if ((2 * t.blocks) % t.sgM !== 0) return `tiling ${JSON.stringify(t)} leaves invocations without a whole share of the W tile (need 2·blocks divisible by sgM)`;
+  if (!t.stageX && (2 * t.blocks) % t.sgM !== 0) return `tiling ${JSON.stringify(t)} leaves invocations without a whole share of the W tile (need 2·blocks divisible by sgM)`;
   const kBlocks = Math.ceil(k / Q4_BLOCK_SIZE);
-  if (t.stageX && (t.sgM !== 2 || t.sgN !== 4 || t.blocks !== 1)) return `tiling ${JSON.stringify(t)}: x staging is written for sgM 2, sgN 4, blocks 1 only`;
+  if (t.stageX) {
+    if (!ok(t.fragM ?? 4) || !ok(t.fragN ?? 4)) return `tiling ${JSON.stringify(t)} needs fragM and fragN in {1, 2, 4}`;
+    const l = stagedLayout(t);
+    if (l.xUnits % l.threads !== 0) return `tiling ${JSON.stringify(t)}: ${l.xUnits} vec4 units of x per step do not split evenly over ${l.threads} invocations`;
+    if (!l.words) return `tiling ${JSON.stringify(t)}: the W tile's words do not split evenly over ${l.threads} invocations`;
+  } else if ((t.fragM ?? 4) !== 4 || (t.fragN ?? 4) !== 4) {
+    return `tiling ${JSON.stringify(t)}: fragM and fragN other than 4 need stageX`;
+  }
   if (kBlocks % t.blocks !== 0) return `K = ${k} has ${kBlocks} blocks of 32, not a multiple of the tiling's ${t.blocks} blocks per step`;
   return null;
 }
 
+/** Why the device's limits refuse this tiling (workgroup memory, invocations), or null when they allow it. */
+function limitsProblem(device: GPUDevice, t: SubgroupMatrixTiling): string | null {
+  const l = device.limits;
+  const bytes = subgroupMatrixWorkgroupBytes(t);
+  if (l.maxComputeWorkgroupStorageSize < bytes) return `it needs ${bytes} bytes of workgroup memory (device limit ${l.maxComputeWorkgroupStorageSize})`;
+  const threads = 32 * t.sgM * t.sgN;
+  if (l.maxComputeInvocationsPerWorkgroup < threads || l.maxComputeWorkgroupSizeX < threads) {
+    return `it needs ${threads} invocations per workgroup (device limits ${l.maxComputeInvocationsPerWorkgroup}, x size ${l.maxComputeWorkgroupSizeX})`;
+  }
+  return null;
+}
+
 function defaultTiling(device: GPUDevice): SubgroupMatrixTiling {
-  const fits = device.limits.maxComputeWorkgroupStorageSize >= subgroupMatrixWorkgroupBytes(DEFAULT_TILING) && device.limits.maxComputeInvocationsPerWorkgroup >= 256;
-  return fits ? DEFAULT_TILING : SMALL_TILING;
+  return limitsProblem(device, DEFAULT_TILING) === null ? DEFAULT_TILING : SMALL_TILING;
 }
 
 /** Why the subgroup-matrix kernel cannot run with these options on this device, or null when it can. */
@@ -167,15 +221,7 @@ export function subgroupMatrixUnavailableReason(device: GPUDevice, options: Pick
   if (configs && configs.length > 0 && !configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
     return 'the device offers no f16 × f16 → f32 16×16×16 subgroup-matrix configuration';
   }
-  const bytes = subgroupMatrixWorkgroupBytes(tiling);
-  if (device.limits.maxComputeWorkgroupStorageSize < bytes) {
-    return `it needs ${bytes} bytes of workgroup memory (device limit ${device.limits.maxComputeWorkgroupStorageSize})`;
-  }
-  const threads = 32 * tiling.sgM * tiling.sgN;
-  if (device.limits.maxComputeInvocationsPerWorkgroup < threads) {
-    return `it needs ${threads} invocations per workgroup (device limit ${device.limits.maxComputeInvocationsPerWorkgroup})`;
-  }
-  return null;
+  return limitsProblem(device, tiling);
 }
 
 /** The path createQ4Matmul takes when none is asked for. */
@@ -207,7 +253,7 @@ export async function createQ4Matmul(device: GPUDevice, options: Q4MatmulOptions
   const reason = subgroupMatrixUnavailableReason(device, options);
   if (reason) throw new Q4MatmulConfigError(`The subgroup-matrix 4-bit matmul cannot run here: ${reason}. Use path 'portable'.`);
   const tiling = options.tiling ?? defaultTiling(device);
-  const fastKey = `q4Matmul/subgroup-matrix/${tiling.sgM}x${tiling.sgN}x${tiling.blocks}${tiling.stageX ? '/staged-x' : ''}`;
+  const fastKey = `q4Matmul/subgroup-matrix/${tilingKey(tiling)}`;
   const [fast, small] = await Promise.all([
     cachedPipeline(device, fastKey, () => buildComputePipeline(device, fastKey, subgroupMatrixSource(tiling))),
     portable(),
@@ -255,8 +301,7 @@ class Q4MatmulKernel implements Q4Matmul {
     if (!this.bias && io.bias) throw new Q4MatmulShapeError('This 4-bit matmul was created with bias: false but io.bias was given; create it with bias: true.');
     const small = this.smallPipeline !== null && m < SUBGROUP_MATRIX_MIN_M;
     const pipeline = small ? this.smallPipeline! : this.pipeline;
-    const rowsPerGroup = small || !this.tiling ? PORTABLE_TILE : 64 * this.tiling.sgM;
-    const colsPerGroup = small || !this.tiling ? PORTABLE_TILE : 64 * this.tiling.sgN;
+    const [rowsPerGroup, colsPerGroup] = small || !this.tiling ? [PORTABLE_TILE, PORTABLE_TILE] : tileShape(this.tiling);
     const grid = [Math.ceil(this.n / colsPerGroup), Math.ceil(m / rowsPerGroup)];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (grid[0] > maxGroups || grid[1] > maxGroups) {
@@ -330,9 +375,9 @@ export function portableSource(dtype: Q4MatmulDtype): string {
   return fill(PORTABLE_SOURCE, { ENABLE: dtype === 'f16' ? 'enable f16;' : '', ELEM: dtype, EPILOGUE: EPILOGUE_FUNCTION });
 }
 
-/** The subgroup-matrix source with its placeholders filled: {{SG_M}}, {{SG_N}}, {{BLOCKS}}. */
+/** The subgroup-matrix source for a tiling, its placeholders filled (staged: generated per tiling; else {{SG_M}}, {{SG_N}}, {{BLOCKS}}). */
 export function subgroupMatrixSource(tiling: SubgroupMatrixTiling): string {
-  if (tiling.stageX) return fill(SUBGROUP_MATRIX_STAGED_SOURCE, { EPILOGUE: EPILOGUE_FUNCTION });
+  if (tiling.stageX) return fill(stagedSource(tiling), { EPILOGUE: EPILOGUE_FUNCTION });
   return fill(SUBGROUP_MATRIX_SOURCE, { SG_M: String(tiling.sgM), SG_N: String(tiling.sgN), BLOCKS: String(tiling.blocks), EPILOGUE: EPILOGUE_FUNCTION });
 }
 
@@ -442,7 +487,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 }
 `;
 
-// Subgroup-matrix kernel (f16 in and out, K a multiple of 32·BLOCKS, subgroups of 32). One workgroup = SG_M × SG_N
+// Subgroup-matrix kernel that reads x from the storage buffer (tilings without stageX; f16 in and out, K a multiple of
+// 32·BLOCKS, subgroups of 32). One workgroup = SG_M × SG_N
 // subgroups; subgroup (i, j) owns rows 64·i .. of the workgroup's 64·SG_M and columns 64·j .. of its 64·SG_N, as
 // sixteen 16×16 f32 result matrices acc00..acc33 (separate variables: arrays of subgroup matrices crash Dawn).
 // Per step of BK = 32·BLOCKS along K:
@@ -665,14 +711,99 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 }
 `;
 
-// The same product with x staged through workgroup memory (tiling 2 × 4 subgroups, one block per step): 128 rows ×
-// 256 columns per workgroup. Per step, subgroup sg copies x rows 16·sg .. 16·sg + 15 of the tile (two 16×16 left
-// matrices, fetched from the storage buffer a step early and stored with subgroup-matrix stores, shifted back to
-// end at m like the row blocks of the kernel above) and dequantizes one W row's block; every subgroup then reads
-// its four left matrices per k-step from xTile. Storage reads of x drop from 8 to 2 left matrices per subgroup and
-// step, which took the same tiling from 62–65 to 102–112 TFLOP/s on an H200 (Vulkan, driver 580).
-// Workgroup memory: 10 KiB xTile + 20 KiB wTile + 10 KiB scratch.
-const SUBGROUP_MATRIX_STAGED_SOURCE = /* wgsl */ `
+/** Derived sizes of the staged kernel for a tiling (fragM/fragN default 4). Scratch stride 16 f32 (20 needs more memory). */
+function stagedLayout(t: SubgroupMatrixTiling) {
+  const fm = t.fragM ?? 4;
+  const fn = t.fragN ?? 4;
+  const threads = 32 * t.sgM * t.sgN;
+  const tileM = 16 * fm * t.sgM;
+  const tileN = 16 * fn * t.sgN;
+  const bk = 32 * t.blocks;
+  const stride = bk + 8;
+  const xUnits = (tileM * bk) / 8; // vec4<u32> (8 halves) of x per step
+  // W per step: tileN × blocks quantization blocks of 4 u32 words, handed out in groups of `words` words so that
+  // every invocation takes the same whole number of groups.
+  // (4-byte groups would need tiles with fewer W columns than invocations: none measured, so none offered.)
+  const words = [4, 2].find((g) => ((tileN * t.blocks * 4) / g) % threads === 0 && (tileN * t.blocks * 4) / g >= threads) ?? 0;
+  const wUnits = words ? (tileN * t.blocks * 4) / words : 0;
+  const bytes = (tileM + tileN) * stride * 2 + (threads / 32) * 16 * STAGED_S_STRIDE * 4;
+  return { fm, fn, threads, tileM, tileN, bk, stride, xUnits, words, wUnits, bytes };
+}
+const STAGED_S_STRIDE = 16;
+
+// The staged kernel, generated per tiling. One workgroup = sgM × sgN subgroups of 32 invocations; subgroup (i, j)
+// owns 16·fragM rows × 16·fragN columns of the workgroup's tile as fragM·fragN f32 result matrices (separate
+// variables: arrays of subgroup matrices crash Dawn). Per step of BK = 32·blocks along K:
+//   - x: the tile's rows × BK halves are read from the storage buffer as vec4<u32> (coalesced 16-byte loads, one
+//     step ahead into registers; rows past m repeat row m − 1, whose outputs are never written) and written to
+//     xTile as f16 scalars. Subgroup-matrix loads from storage cost far more (see flashAttention.ts).
+//   - W: the tile's columns × blocks quantization blocks are read as 16- or 8-byte word groups plus their scale (one
+//     step ahead), dequantized without integer → float conversions: (w >> 4s) & 0x000F000F | 0x64006400 is the
+//     f16 pair (1024 + q_s, 1024 + q_{s+4}), minus 1032 that is q − 8 exactly, times the scale (the one rounding,
+//     as in dequantizeQ4). Columns past n read row n − 1 with scale 0.
+//   - BK/16 k-steps of fragM left (row-major from xTile) × fragN right (column-major from wTile) products.
+// Per step: barrier, stage the registers into the tiles, issue the next step's loads, barrier, products.
+// Tiles are [row][BK + 8] halves: rows 16-byte aligned, consecutive rows in different banks. No m ≥ 16 requirement
+// here (x rows are clamped one by one), but the dispatcher still sends fewer rows to the portable kernel.
+// Epilogue: each result matrix goes through the subgroup's f32 scratch; lanes add the bias, apply GELU and write
+// f16 with row and column bounds. Every workgroup variable is a multiple of 16 bytes (see flashAttention.ts).
+export function stagedSource(t: SubgroupMatrixTiling): string {
+  const L = stagedLayout(t);
+  const lines = (count: number, line: (i: number) => string, indent: string) => Array.from({ length: count }, (_, i) => line(i)).join(`\n${indent}`);
+  const xPer = L.xUnits / L.threads;
+  const wPer = L.wUnits / L.threads;
+  const groupsPerBlock = 4 / L.words;
+  const wType = L.words === 4 ? 'vec4<u32>' : 'vec2<u32>';
+  const word = (i: number, w: number) => `wq${i}[${w}]`;
+  const accs: string[] = [];
+  for (let i = 0; i < L.fm; i++) for (let j = 0; j < L.fn; j++) accs.push(`acc${i}_${j}`);
+  const load = (step: string, indent: string) =>
+    [
+      ...Array.from({ length: xPer }, (_, i) => `xr${i} = x[xFrom${i} + (${step}) * (BK / 8u)];`),
+      ...Array.from({ length: wPer }, (_, i) => `wq${i} = blocks[wFrom${i} + (${step}) * (BLOCKS * ${groupsPerBlock}u)];`),
+      ...Array.from({ length: wPer }, (_, i) => `ws${i} = select(0.0h, scales[wBlock${i} + (${step}) * BLOCKS], wLive${i});`),
+    ].join(`\n${indent}`);
+  const stage = (indent: string) =>
+    [
+      ...Array.from({ length: xPer }, (_, i) =>
+        [0, 1, 2, 3].map((c) => `{ let h = bitcast<vec2<f16>>(xr${i}[${c}]); xTile[xTo${i} + ${2 * c}u] = h.x; xTile[xTo${i} + ${2 * c + 1}u] = h.y; }`).join(`\n${indent}`),
+      ),
+      ...Array.from({ length: wPer }, (_, i) =>
+        Array.from({ length: L.words }, (_, w) => {
+          const p = (s: number) => `(bitcast<vec2<f16>>(((${word(i, w)} >> ${4 * s}u) & 0x000F000Fu) | 0x64006400u) - vec2<f16>(1032.0h)) * vec2<f16>(ws${i})`;
+          const o = `wTo${i} + ${8 * w}u`;
+          return `{
+${indent}  let p0 = ${p(0)};
+${indent}  let p1 = ${p(1)};
+${indent}  let p2 = ${p(2)};
+${indent}  let p3 = ${p(3)};
+${indent}  wTile[${o}] = p0.x; wTile[${o} + 1u] = p1.x; wTile[${o} + 2u] = p2.x; wTile[${o} + 3u] = p3.x;
+${indent}  wTile[${o} + 4u] = p0.y; wTile[${o} + 5u] = p1.y; wTile[${o} + 6u] = p2.y; wTile[${o} + 7u] = p3.y;
+${indent}}`;
+        }).join(`\n${indent}`),
+      ),
+    ].join(`\n${indent}`);
+  const compute = (indent: string) =>
+    Array.from({ length: L.bk / 16 }, (_, s) =>
+      [
+        '{',
+        ...Array.from({ length: L.fm }, (_, i) => `  let a${i} = subgroupMatrixLoad<Left, row_major>(&xTile, xRead + ${16 * i * L.stride + 16 * s}u, X_STRIDE);`),
+        ...Array.from({ length: L.fn }, (_, j) => `  let b${j} = subgroupMatrixLoad<Right, col_major>(&wTile, wRead + ${16 * j * L.stride + 16 * s}u, W_STRIDE);`),
+        ...accs.map((a) => `  ${a} = subgroupMatrixMultiplyAccumulate(a${a[3]}, b${a[5]}, ${a});`),
+        '}',
+      ].join(`\n${indent}`),
+    ).join(`\n${indent}`);
+  // The next step's loads are issued before the second barrier, so that they are in flight while it waits.
+  const loop = `  ${load('0u', '  ')}
+  for (var kStep = 0u; kStep < steps; kStep++) {
+    workgroupBarrier();                                  // the previous step's tile reads are done
+    ${stage('    ')}
+    let next = min(kStep + 1u, steps - 1u);              // the last step fetches itself again, harmlessly
+    ${load('next', '    ')}
+    workgroupBarrier();
+    ${compute('    ')}
+  }`;
+  return /* wgsl */ `
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -683,58 +814,44 @@ alias Left = subgroup_matrix_left<f16, 16, 16>;
 alias Right = subgroup_matrix_right<f16, 16, 16>;
 alias Acc = subgroup_matrix_result<f32, 16, 16>;
 
-const THREADS: u32 = 256u;
-const TILE_M: u32 = 128u;
-const TILE_N: u32 = 256u;
-const BK: u32 = 32u;
-const W_STRIDE: u32 = 40u;                       // f16
-const X_STRIDE: u32 = 40u;                       // f16
-const S_STRIDE: u32 = 20u;                       // f32
+const THREADS: u32 = ${L.threads}u;
+const SG_M: u32 = ${t.sgM}u;
+const TILE_M: u32 = ${L.tileM}u;
+const TILE_N: u32 = ${L.tileN}u;
+const BLOCKS: u32 = ${t.blocks}u;
+const BK: u32 = ${L.bk}u;
+const X_STRIDE: u32 = ${L.stride}u;               // f16
+const W_STRIDE: u32 = ${L.stride}u;               // f16
+const S_STRIDE: u32 = ${STAGED_S_STRIDE}u;                // f32
 const FLAG_BIAS: u32 = 1u;
 const FLAG_GELU: u32 = 2u;
 
 struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f16>;
-@group(0) @binding(2) var<storage, read> blocks: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> blocks: array<${wType}>;
 @group(0) @binding(3) var<storage, read> scales: array<f16>;
 @group(0) @binding(4) var<storage, read> bias: array<f16>;
 @group(0) @binding(5) var<storage, read_write> y: array<f16>;
 
-var<workgroup> xTile: array<f16, 5120>;      // [TILE_M][X_STRIDE]
-var<workgroup> wTile: array<f16, 10240>;     // [TILE_N][W_STRIDE]
-var<workgroup> scratch: array<f32, 2560>;    // per subgroup [16][S_STRIDE]
+var<workgroup> xTile: array<f16, ${L.tileM * L.stride}>;    // [TILE_M][X_STRIDE]
+var<workgroup> wTile: array<f16, ${L.tileN * L.stride}>;    // [TILE_N][W_STRIDE]
+var<workgroup> scratch: array<f32, ${(L.threads / 32) * 16 * STAGED_S_STRIDE}>;  // per subgroup [16][S_STRIDE]
 
 {{EPILOGUE}}
 
-fn dequantize(slot: u32, word: vec4<u32>, scale: f16) {
-  for (var w = 0u; w < 4u; w++) {
-    let v = vec4<u32>(word[w]);
-    let lo = (vec4<f16>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
-    let hi = (vec4<f16>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
-    let o = slot + 8u * w;
-    wTile[o] = lo.x;
-    wTile[o + 1u] = lo.y;
-    wTile[o + 2u] = lo.z;
-    wTile[o + 3u] = lo.w;
-    wTile[o + 4u] = hi.x;
-    wTile[o + 5u] = hi.y;
-    wTile[o + 6u] = hi.z;
-    wTile[o + 7u] = hi.w;
-  }
-}
-
-fn writeTile(sBase: u32, lane: u32, nominalRow: u32, col0: u32) {
+// Writes the result matrix this subgroup just stored to its scratch as rows row0.., columns col0... All subgroups
+// call it together (it holds barriers).
+fn writeTile(sBase: u32, lane: u32, row0: u32, col0: u32) {
   workgroupBarrier();
   let m = params.m;
   let n = params.n;
-  let rowStart = min(nominalRow, m - 16u);
   for (var e = 0u; e < 8u; e++) {
     let i = lane + 32u * e;
-    let row = rowStart + i / 16u;
+    let row = row0 + i / 16u;
     let col = col0 + i % 16u;
-    if (row >= nominalRow && row < m && col < n) {
+    if (row < m && col < n) {
       y[row * n + col] = f16(finish(scratch[sBase + (i / 16u) * S_STRIDE + i % 16u], col));
     }
   }
@@ -747,115 +864,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let lane = t % 32u;
   let m = params.m;
   let n = params.n;
-  let kSize = params.k;
   let kBlocks = params.kBlocks;
-  let rowNominal = wg.y * TILE_M + (sg % 2u) * 64u;     // this subgroup's first output row
-  let xRead = (sg % 2u) * 64u * X_STRIDE;                // its 64 rows in xTile
-  let copyFrom = min(wg.y * TILE_M + 16u * sg, m - 16u) * kSize;   // the 16 rows of x it copies
-  let copyTo = 16u * sg * X_STRIDE;
+  let kVec = params.k / 8u;                              // vec4<u32> per row of x
+  let steps = kBlocks / BLOCKS;
+  let rowTile = wg.y * TILE_M;
   let colTile = wg.x * TILE_N;
-  let wOffset = (sg / 2u) * 64u * W_STRIDE;             // its 64 columns in wTile
-  let wRow = colTile + t;                                 // the W row it dequantizes
-  let wLive = wRow < n;
-  let wFrom = min(wRow, n - 1u) * kBlocks;
-  let wSlot = t * W_STRIDE;
+  let rowOwn = (sg % SG_M) * ${16 * L.fm}u;               // this subgroup's rows and columns in the tile
+  let colOwn = (sg / SG_M) * ${16 * L.fn}u;
+  let xRead = rowOwn * X_STRIDE;
+  let wRead = colOwn * W_STRIDE;
+  // x staging: vec4<u32> unit u = t + i·THREADS is row u / (BK/8), halves 8·(u % (BK/8)) .. of the tile.
+  ${lines(xPer, (i) => `let xFrom${i} = min(rowTile + (t + ${i * L.threads}u) / (BK / 8u), m - 1u) * kVec + (t + ${i * L.threads}u) % (BK / 8u);
+  let xTo${i} = (t + ${i * L.threads}u) / (BK / 8u) * X_STRIDE + (t + ${i * L.threads}u) % (BK / 8u) * 8u;
+  var xr${i} = vec4<u32>();`, '  ')}
+  // W staging: group u = t + i·THREADS is column u / (BLOCKS·${groupsPerBlock}), its block (u / ${groupsPerBlock}) % BLOCKS, words ${L.words}·(u % ${groupsPerBlock}) ...
+  ${lines(wPer, (i) => `let wCol${i} = colTile + (t + ${i * L.threads}u) / (BLOCKS * ${groupsPerBlock}u);
+  let wLive${i} = wCol${i} < n;
+  let wBlock${i} = min(wCol${i}, n - 1u) * kBlocks + (t + ${i * L.threads}u) / ${groupsPerBlock}u % BLOCKS;
+  let wFrom${i} = wBlock${i} * ${groupsPerBlock}u + (t + ${i * L.threads}u) % ${groupsPerBlock}u;
+  let wTo${i} = (t + ${i * L.threads}u) / (BLOCKS * ${groupsPerBlock}u) * W_STRIDE + (t + ${i * L.threads}u) % (BLOCKS * ${groupsPerBlock}u) * ${8 * L.words}u;
+  var wq${i} = ${wType}();
+  var ws${i} = 0.0h;`, '  ')}
+  ${accs.map((a) => `var ${a} = Acc();`).join('\n  ')}
 
-  var word = blocks[wFrom];
-  var wScale = select(0.0h, scales[wFrom], wLive);
-  var f0 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom, kSize);
-  var f1 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom + 16u, kSize);
-
-  var acc00 = Acc();
-  var acc01 = Acc();
-  var acc02 = Acc();
-  var acc03 = Acc();
-  var acc10 = Acc();
-  var acc11 = Acc();
-  var acc12 = Acc();
-  var acc13 = Acc();
-  var acc20 = Acc();
-  var acc21 = Acc();
-  var acc22 = Acc();
-  var acc23 = Acc();
-  var acc30 = Acc();
-  var acc31 = Acc();
-  var acc32 = Acc();
-  var acc33 = Acc();
-
-  for (var kStep = 0u; kStep < kBlocks; kStep++) {
-    workgroupBarrier();                                  // the previous step's tile reads are done
-    subgroupMatrixStore<row_major>(&xTile, copyTo, f0, X_STRIDE);
-    subgroupMatrixStore<row_major>(&xTile, copyTo + 16u, f1, X_STRIDE);
-    dequantize(wSlot, word, wScale);
-    workgroupBarrier();
-    let next = min(kStep + 1u, kBlocks - 1u);            // the last step fetches itself again, harmlessly
-    word = blocks[wFrom + next];
-    wScale = select(0.0h, scales[wFrom + next], wLive);
-    f0 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom + next * BK, kSize);
-    f1 = subgroupMatrixLoad<Left, row_major>(&x, copyFrom + next * BK + 16u, kSize);
-    for (var s = 0u; s < 2u; s++) {
-      let xb = xRead + 16u * s;
-      let a0 = subgroupMatrixLoad<Left, row_major>(&xTile, xb, X_STRIDE);
-      let a1 = subgroupMatrixLoad<Left, row_major>(&xTile, xb + 16u * X_STRIDE, X_STRIDE);
-      let a2 = subgroupMatrixLoad<Left, row_major>(&xTile, xb + 32u * X_STRIDE, X_STRIDE);
-      let a3 = subgroupMatrixLoad<Left, row_major>(&xTile, xb + 48u * X_STRIDE, X_STRIDE);
-      let wb = wOffset + 16u * s;
-      let b0 = subgroupMatrixLoad<Right, col_major>(&wTile, wb, W_STRIDE);
-      let b1 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 16u * W_STRIDE, W_STRIDE);
-      let b2 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 32u * W_STRIDE, W_STRIDE);
-      let b3 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 48u * W_STRIDE, W_STRIDE);
-      acc00 = subgroupMatrixMultiplyAccumulate(a0, b0, acc00);
-      acc01 = subgroupMatrixMultiplyAccumulate(a0, b1, acc01);
-      acc02 = subgroupMatrixMultiplyAccumulate(a0, b2, acc02);
-      acc03 = subgroupMatrixMultiplyAccumulate(a0, b3, acc03);
-      acc10 = subgroupMatrixMultiplyAccumulate(a1, b0, acc10);
-      acc11 = subgroupMatrixMultiplyAccumulate(a1, b1, acc11);
-      acc12 = subgroupMatrixMultiplyAccumulate(a1, b2, acc12);
-      acc13 = subgroupMatrixMultiplyAccumulate(a1, b3, acc13);
-      acc20 = subgroupMatrixMultiplyAccumulate(a2, b0, acc20);
-      acc21 = subgroupMatrixMultiplyAccumulate(a2, b1, acc21);
-      acc22 = subgroupMatrixMultiplyAccumulate(a2, b2, acc22);
-      acc23 = subgroupMatrixMultiplyAccumulate(a2, b3, acc23);
-      acc30 = subgroupMatrixMultiplyAccumulate(a3, b0, acc30);
-      acc31 = subgroupMatrixMultiplyAccumulate(a3, b1, acc31);
-      acc32 = subgroupMatrixMultiplyAccumulate(a3, b2, acc32);
-      acc33 = subgroupMatrixMultiplyAccumulate(a3, b3, acc33);
-    }
-  }
+${loop}
 
   let sBase = sg * 16u * S_STRIDE;
-  let c0 = colTile + (sg / 2u) * 64u;
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc00, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc01, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc02, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc03, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0 + 48u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc10, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc11, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc12, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc13, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0 + 48u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc20, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc21, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc22, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc23, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0 + 48u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc30, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc31, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc32, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc33, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0 + 48u);
+  ${accs
+    .map((a) => `subgroupMatrixStore<row_major>(&scratch, sBase, ${a}, S_STRIDE);
+  writeTile(sBase, lane, rowTile + rowOwn + ${16 * Number(a[3])}u, colTile + colOwn + ${16 * Number(a[5])}u);`)
+    .join('\n  ')}
 }
 `;
+}

@@ -10,6 +10,7 @@ import {
   chooseQ4MatmulPath,
   createQ4Matmul,
   subgroupMatrixUnavailableReason,
+  tilingKey,
   type Q4Epilogue,
   type Q4MatmulDtype,
   type Q4MatmulPath,
@@ -65,7 +66,7 @@ interface Case {
 
 const roundTripF16 = (x: Float32Array) => f16ToF32(f32ToF16(x));
 const describeCase = (c: Case) =>
-  `m=${c.m} k=${c.k} n=${c.n}${c.bias ? ' +bias' : ''}${c.epilogue === 'gelu_tanh' ? ' +gelu' : ''}${c.tiling ? ` tiling ${c.tiling.sgM}×${c.tiling.sgN}×${c.tiling.blocks}` : ''}`;
+  `m=${c.m} k=${c.k} n=${c.n}${c.bias ? ' +bias' : ''}${c.epilogue === 'gelu_tanh' ? ' +gelu' : ''}${c.tiling ? ` tiling ${tilingKey(c.tiling)}` : ''}`;
 
 /** Inputs of a case as the GPU will see them (f16-rounded for f16) and the float64 reference output. */
 function caseData(c: Case, dtype: Q4MatmulDtype, seed: number) {
@@ -156,12 +157,20 @@ describe('4-bit matmul, portable kernel, f16 (needs shader-f16)', () => {
 
 describe('4-bit matmul, subgroup-matrix kernel (needs chromium-experimental-subgroup-matrix)', () => {
   const cases: Case[] = [
-    // The default tiling (x staged in workgroup memory, 128 × 256 outputs per workgroup).
+    // The default tiling (x staged in workgroup memory, 128 × 128 outputs per workgroup).
     { m: 37, k: 96, n: 72, bias: true, epilogue: 'gelu_tanh' }, // 3 blocks; m and n far from the tile
     { m: 300, k: 256, n: 200, bias: true, epilogue: 'none' },
-    { m: 300, k: 96, n: 264, bias: true, epilogue: 'gelu_tanh' }, // n just past one workgroup's 256 columns
-    { m: 17, k: 64, n: 40, bias: false, epilogue: 'none' }, // one row past a 16-row matrix: the shifted block
+    { m: 300, k: 96, n: 264, bias: true, epilogue: 'gelu_tanh' }, // n just past two workgroups' 256 columns
+    { m: 17, k: 64, n: 40, bias: false, epilogue: 'none' }, // one row past a 16-row matrix
+    { m: 50, k: 32, n: 130, bias: true, epilogue: 'none' }, // a single step along K
     { m: 10, k: 64, n: 40, bias: false, epilogue: 'gelu_tanh' }, // fewer than 16 rows: the portable kernel takes it
+    // Other staged tilings: 128 × 256 per workgroup; 2 × 4 result matrices per subgroup with 64 of K per step;
+    // 4 × 2 and 16 subgroups (W read in 8-byte word groups); the one-subgroup fallback for small limits.
+    { m: 150, k: 96, n: 300, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 4, blocks: 1, stageX: true } },
+    { m: 140, k: 256, n: 136, bias: true, epilogue: 'none', tiling: { sgM: 4, sgN: 2, blocks: 2, stageX: true, fragM: 2, fragN: 4 } },
+    { m: 70, k: 128, n: 72, bias: false, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 2, blocks: 1, stageX: true, fragM: 4, fragN: 2 } },
+    { m: 130, k: 64, n: 260, bias: true, epilogue: 'none', tiling: { sgM: 4, sgN: 4, blocks: 1, stageX: true, fragM: 2, fragN: 4 } },
+    { m: 100, k: 160, n: 90, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 1, sgN: 1, blocks: 1, stageX: true } },
     // Tilings that read x from the storage buffer.
     { m: 130, k: 128, n: 128, bias: false, epilogue: 'none', tiling: { sgM: 2, sgN: 2, blocks: 1 } },
     { m: 257, k: 192, n: 136, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 4, blocks: 1 } },
