@@ -18,8 +18,8 @@
 //   7.21 ms, 3072→9216 5.31 ms, 15360→3072 8.78 ms, 3072→3072 1.90 ms — against 102–110 TFLOP/s (12.78, 13.17,
 //   9.50, 16.38, 3.41 ms) for the previous kernel (128 × 256 per workgroup, x copied with subgroup-matrix loads from
 //   storage, W dequantized through u32 → f16 conversions), and 37–42 (earlier run) for ORT's MatMulNBits back to
-//   back on the same weights. Measured and slower on the same GPU (TFLOP/s over the large shapes): the new code at 128 × 256 with 8
-//   subgroups (157–184) or 16 subgroups of 32 × 64 (160–178), at 256 × 128 (163–174); 128 × 128 with 8 subgroups of
+//   back on the same weights. Measured and slower on the same GPU (TFLOP/s over the large shapes): the new code at
+//   128 × 256 with 8 subgroups (157–184) or 16 subgroups of 32 × 64 (160–178), at 256 × 128 (163–174); 128 × 128 with 8 subgroups of
 //   32 × 64 (118–138; with 64 of K per step, 32 × 64 or 64 × 32: 170–184); 64 of K per step at the default (145–160);
 //   other tiles of 1–4 subgroups (99–140); double-buffered tiles with one barrier per step (132–157, and 34–60 with
 //   a runtime buffer offset instead of an unrolled pair of steps); x and W loaded right before they are staged
