@@ -135,6 +135,7 @@ function stageName(s: BlockStage): string {
     case 'attention': return 'attention';
     case 'linear': return `q4 ${s.linear.parts.map((p) => p.prefix.split('.').slice(2).join('.')).join('+')}[${s.linear.kOffset}:${s.linear.kOffset + s.linear.k}]`;
     case 'heads': return `heads ${s.rows}`;
+    case 'adaParams': return `adaParams ${s.out}`;
     case 'adaNorm': return `adaNorm ${s.rows}${s.residual ? ` +${s.residual.y}` : ''}${s.modulation ? ` →${s.modulation.out}` : ''}`;
   }
 }
@@ -158,7 +159,7 @@ async function timeBlock(kind: BlockKind) {
   const graphsMs = sum((s) => s.op === 'graph');
   const attentionMs = sum((s) => s.op === 'attention');
   const linearsMs = sum((s) => s.op === 'linear');
-  const fusedMs = sum((s) => s.op === 'heads' || s.op === 'adaNorm');
+  const fusedMs = sum((s) => s.op === 'heads' || s.op === 'adaNorm' || s.op === 'adaParams'); // element-wise kernels and the AdaLN GEMVs
   return { graphs: graphsMs, attention: attentionMs, kernelLinears: linearsMs, fused: fusedMs, total: graphsMs + attentionMs + linearsMs + fusedMs, stages };
 }
 

@@ -790,6 +790,8 @@ export type BlockStage =
    * modulation.out = LN(that)·(1 + mod[scale]) + mod[shift] (activation dtype; into its part of a joint value when
    * `joint`).
    */
+  /** src/kernels/q4Gemv.ts: a block's AdaLN parameters out [1, chunks, D] (f32) = W·SiLU(x) + b, x = temb [1, D]. */
+  | { op: 'adaParams'; x: string; out: string; chunks: number; linear: KernelLinear }
   | {
       op: 'adaNorm';
       x: string;
@@ -819,9 +821,19 @@ function kernelLinearParts(g: Graph, prefixes: string[], inF: number, outF: numb
   });
 }
 
-/** A kernel product over whole weights (rows of several stacked), with bias. */
+/** A product over whole weights (rows of several stacked), with bias. */
+function wholeLinear(parts: KernelLinearPart[], k: number, epilogue: KernelLinear['epilogue']): KernelLinear {
+  return { parts, storedK: k, kOffset: 0, k, n: parts.reduce((n, p) => n + p.n, 0), bias: true, epilogue };
+}
+
 function linearStage(x: string, out: string, parts: KernelLinearPart[], k: number, epilogue: KernelLinear['epilogue'], rows?: StreamRows): BlockStage {
-  return { op: 'linear', x, ...(rows ? { rows } : {}), out, linear: { parts, storedK: k, kOffset: 0, k, n: parts.reduce((n, p) => n + p.n, 0), bias: true, epilogue } };
+  return { op: 'linear', x, ...(rows ? { rows } : {}), out, linear: wholeLinear(parts, k, epilogue) };
+}
+
+/** A block's AdaLN parameters `chunks` × D from temb, through the Linear `prefix` declared in `g`. */
+function adaParamsStage(g: Graph, c: DiTConfig, prefix: string, out: string, chunks: number): BlockStage {
+  const d = hiddenSize(c);
+  return { op: 'adaParams', x: DIT_IO.temb, out, chunks, linear: wholeLinear(kernelLinearParts(g, [prefix], d, chunks * d), d, 'none') };
 }
 
 function graphStage(graph: BuiltGraph): BlockStage {
@@ -838,22 +850,12 @@ function headNormWeights(g: Graph, c: DiTConfig, q: string, k: string): { normQ:
   return { normQ: norm(q), normK: norm(k) };
 }
 
-/** The AdaLN parameters of a block from temb (one-row 4-bit products, in ORT): `chunks` × D per prefix, float32. */
-function modulationParamsGraph(c: DiTConfig, graphOptions: DiTGraphOptions, name: string, outputs: [prefix: string, output: string][], chunks: number): BuiltGraph {
-  const { dtype, quantized } = options(graphOptions);
-  const d = hiddenSize(c);
-  const g = new Graph(name, dtype);
-  const temb = g.input(DIT_IO.temb, 'float32', [1, d]);
-  for (const [prefix, output] of outputs) g.output(modulationParams(g, temb, prefix, chunks, d, quantized), output, 'float32', [1, chunks, d]);
-  return g.build();
-}
-
 /**
- * The dual block on WebGPU with 4-bit weights: its AdaLN parameters in ORT (one-row products), everything else in
- * our kernels. Per stream: modulation → stacked q/k/v → heads (norms, RoPE) → joint attention → out projection →
- * residual and second modulation → feed-forward → residual.
+ * The dual block on WebGPU with 4-bit weights, all in our kernels. Per stream: AdaLN parameters → modulation →
+ * stacked q/k/v → heads (norms, RoPE) → joint attention → out projection → residual and second modulation →
+ * feed-forward → residual.
  */
-function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: OnnxDType): BlockPlan {
+function dualKernelPlan(c: DiTConfig, dtype: OnnxDType): BlockPlan {
   const d = hiddenSize(c);
   const m = mlpWidth(c);
   const w = new Graph('dit_dual_kernel_weights', dtype);
@@ -869,7 +871,6 @@ function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: Onnx
   const [ffX, ffC] = [ff('ff'), ff('ff_context')];
   const imageNorms = headNormWeights(w, c, `${DUAL_BLOCK}.attn.norm_q.weight`, `${DUAL_BLOCK}.attn.norm_k.weight`);
   const contextNorms = headNormWeights(w, c, `${DUAL_BLOCK}.attn.norm_added_q.weight`, `${DUAL_BLOCK}.attn.norm_added_k.weight`);
-  const params = modulationParamsGraph(c, graphOptions, 'dit_dual_modulation', [[`${DUAL_BLOCK}.norm1.linear`, DIT_IO.modX], [`${DUAL_BLOCK}.norm1_context.linear`, DIT_IO.modC]], 6);
   // AdaLayerNormZero's chunks: shift, scale, gate of the attention; shift, scale, gate of the feed-forward.
   const stream = (rows: StreamRows) => rows === 'image'
     ? { x: DIT_IO.imageTokens, mod: DIT_IO.modX, qkvIn: DIT_IO.qkvIn, qkv: DIT_IO.qkv, norms: imageNorms, attentionOut: DIT_IO.attentionOut, mid: DIT_IO.imageTokensMid, ffIn: DIT_IO.ffIn, ffOut: DIT_IO.ffOut, out: DIT_IO.imageTokensOut }
@@ -889,7 +890,8 @@ function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: Onnx
     return { op: 'adaNorm', x: s.mid, mod: s.mod, rows, residual: { y: s.ffOut, gate: 5, out: s.out } };
   };
   const stages: BlockStage[] = [
-    graphStage(params),
+    adaParamsStage(w, c, `${DUAL_BLOCK}.norm1.linear`, DIT_IO.modX, 6),
+    adaParamsStage(w, c, `${DUAL_BLOCK}.norm1_context.linear`, DIT_IO.modC, 6),
     firstNorm('image'),
     firstNorm('context'),
     linearStage(image.qkvIn, image.qkv, qkv, d, 'none'),
@@ -912,12 +914,12 @@ function dualKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: Onnx
 }
 
 /**
- * The single block on WebGPU with 4-bit weights: its AdaLN parameters in ORT, everything else in our kernels:
- * modulation of both streams into one joint value → stacked q/k/v and proj_mlp + GELU → heads → attention →
+ * The single block on WebGPU with 4-bit weights, all in our kernels: AdaLN parameters → modulation of both streams
+ * into one joint value → stacked q/k/v and proj_mlp + GELU → heads → attention →
  * proj_out as two products, one per half of its [o ; mlp] input (so o and mlp need no concatenated copy) → residual
  * per stream, summing the halves.
  */
-function singleKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: OnnxDType): BlockPlan {
+function singleKernelPlan(c: DiTConfig, dtype: OnnxDType): BlockPlan {
   const d = hiddenSize(c);
   const m = mlpWidth(c);
   const w = new Graph('dit_single_kernel_weights', dtype);
@@ -925,7 +927,6 @@ function singleKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: On
   const mlp = kernelLinearParts(w, [`${SINGLE_BLOCK}.proj_mlp`], d, m);
   const out = kernelLinearParts(w, [`${SINGLE_BLOCK}.proj_out`], d + m, d);
   const norms = headNormWeights(w, c, `${SINGLE_BLOCK}.attn.norm_q.weight`, `${SINGLE_BLOCK}.attn.norm_k.weight`);
-  const params = modulationParamsGraph(c, graphOptions, 'dit_single_modulation', [[`${SINGLE_BLOCK}.norm.linear`, DIT_IO.mod]], 3);
   const outHalf = (x: string, y: string, kOffset: number, k: number, bias: boolean): BlockStage =>
     ({ op: 'linear', x, out: y, linear: { parts: out, storedK: d + m, kOffset, k, n: d, bias, epilogue: 'none' } });
   // AdaLayerNormZeroSingle's chunks: shift, scale, gate.
@@ -934,7 +935,7 @@ function singleKernelPlan(c: DiTConfig, graphOptions: DiTGraphOptions, dtype: On
   const residual = (rows: StreamRows): BlockStage =>
     ({ op: 'adaNorm', x: streamOf(rows).x, mod: DIT_IO.mod, rows, residual: { y: DIT_IO.projOutAttention, y2: DIT_IO.projOutMlp, gate: 2, out: streamOf(rows).out } });
   const stages: BlockStage[] = [
-    graphStage(params),
+    adaParamsStage(w, c, `${SINGLE_BLOCK}.norm.linear`, DIT_IO.mod, 3),
     norm('image'),
     norm('context'),
     linearStage(DIT_IO.normed, DIT_IO.qkv, qkv, d, 'none'),
@@ -981,7 +982,7 @@ export function buildDiTGraphs(c: DiTConfig, graphOptions: DiTGraphOptions = {})
     ? { dualPre: buildDiTDualPre(c, graphOptions), dualPost: buildDiTDualPost(c, graphOptions), singlePre: buildDiTSinglePre(c, graphOptions), singlePost: buildDiTSinglePost(c, graphOptions) }
     : undefined;
   const blocks = kernelLinears
-    ? { dual: dualKernelPlan(c, graphOptions, dtype), single: singleKernelPlan(c, graphOptions, dtype) }
+    ? { dual: dualKernelPlan(c, dtype), single: singleKernelPlan(c, dtype) }
     : split
       ? {
           dual: { stages: [graphStage(split.dualPre), attentionStage(), graphStage(split.dualPost)], linearWeights: null },

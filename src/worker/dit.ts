@@ -20,6 +20,7 @@ import { createFlashAttention, type FlashAttention } from '../kernels/flashAtten
 import { createQ4Matmul, Q4_BLOCK_SIZE, type Q4Matmul } from '../kernels/q4Matmul.ts';
 import { createQkvHeads, type QkvHeads } from '../kernels/qkvHeads.ts';
 import { createAdaNorm, type AdaNorm } from '../kernels/adaNorm.ts';
+import { createQ4Gemv, type Q4Gemv } from '../kernels/q4Gemv.ts';
 import { WeightResidency, type HostBlock, type HostTensor } from '../runtime/residency.ts';
 import { hostWeights } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
@@ -98,7 +99,7 @@ export interface DiTRunner {
   readonly attentionDispatches: number;
   /** The 4-bit matmul kernel's path on WebGPU with 4-bit linears, null when every linear runs in ONNX. */
   readonly linearKernel: string | null;
-  /** 4-bit matmul kernel dispatches so far (per computed forward: 4 per dual block, 3 per single block). */
+  /** 4-bit kernel dispatches so far: the token-wise GEMMs and the AdaLN parameters' one-row products (10 per dual block, 5 per single block). */
   readonly linearDispatches: number;
   release(): Promise<void>;
 }
@@ -323,7 +324,7 @@ export interface BlockRunOptions {
 export interface DiTBlockRunner {
   /** Block `block` of `kind` on the streams; returns the updated image and context streams (the caller frees them). */
   run(kind: BlockKind, block: number, streams: DiTStreams, options?: BlockRunOptions): Promise<{ x: OrtTensor; ctx: OrtTensor }>;
-  /** Block 0's weights of the dual plan's first graph (TeaCache's modulation graph reads them by the same names). */
+  /** Block 0's weights of the dual plan's first graph, or of its kernels when it has none (TeaCache's modulation graph reads them by the same names). */
   firstDualWeights(): Promise<Record<string, OrtTensor>>;
   /** The attention kernel's path, null when attention runs in ONNX. */
   readonly attentionKernel: string | null;
@@ -388,7 +389,7 @@ function kernelTensors(plan: BlockPlan, host: HostBlock): Record<string, HostTen
   const tensors: Record<string, HostTensor> = {};
   const kBlocks = (l: KernelLinear) => Math.ceil(l.storedK / Q4_BLOCK_SIZE);
   for (const stage of plan.stages) {
-    if (stage.op !== 'linear') continue;
+    if (stage.op !== 'linear' && stage.op !== 'adaParams') continue;
     const l = stage.linear;
     const names = kernelWeightNames(l);
     const of = (name: string) => host.tensors[name];
@@ -420,6 +421,7 @@ function stageReads(stage: BlockStage): string[] {
     case 'attention': return [stage.q, stage.k, stage.v];
     case 'linear': return [stage.x];
     case 'heads': return [stage.qkv];
+    case 'adaParams': return [stage.x];
     case 'adaNorm': return [stage.x, stage.mod, ...(stage.residual ? [stage.residual.y, ...(stage.residual.y2 ? [stage.residual.y2] : [])] : [])];
   }
 }
@@ -469,6 +471,11 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
     if (stage.op !== 'linear' || matmuls.has(kernelKey(stage.linear))) continue;
     const l = stage.linear;
     matmuls.set(kernelKey(l), await createQ4Matmul(device!, { k: l.k, n: l.n, dtype: kernelDtype, epilogue: l.epilogue, bias: l.bias }));
+  }
+  const gemvs = new Map<string, Q4Gemv>();
+  for (const stage of allStages) {
+    if (stage.op !== 'adaParams' || gemvs.has(kernelKey(stage.linear))) continue;
+    gemvs.set(kernelKey(stage.linear), await createQ4Gemv(device!, { k: stage.linear.k, n: stage.linear.n, dtype: kernelDtype }));
   }
   const heads: QkvHeads | null = allStages.some((s) => s.op === 'heads')
     ? await createQkvHeads(device!, { heads: config.heads, headDim: config.headDim, dtype: kernelDtype, eps: DIT_NORM_EPS })
@@ -633,6 +640,15 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
             linearDispatches++;
             break;
           }
+          case 'adaParams': {
+            const l = stage.linear;
+            const names = kernelWeightNames(l);
+            const io = { x: gpuBufferOf(value(stage.x), stage.x), blocks: await weight(names.blocks), scales: await weight(names.scales), bias: await weight(names.bias!) };
+            const out = output(stage.out, l.n * 4, [1, stage.chunks, l.n / stage.chunks], 'float32');
+            gemvs.get(kernelKey(l))!.encode(recording(), { ...io, out });
+            linearDispatches++;
+            break;
+          }
           case 'heads': {
             const rows = rowsOf(stage.rows);
             const [normQ, normK] = [await weight(stage.normQ), await weight(stage.normK)];
@@ -697,7 +713,8 @@ export async function createDiTBlockRunner(config: DiTConfig, plans: DiTGraphs['
   return {
     run,
     async firstDualWeights() {
-      return firstGraph?.op === 'graph' ? residency.feeds(await options.hostBlock(firstGraph.graph, 0)) : {};
+      if (firstGraph?.op === 'graph') return residency.feeds(await options.hostBlock(firstGraph.graph, 0));
+      return plans.dual.linearWeights ? kernelWeights(plans.dual, 0) : {};
     },
     attentionKernel: attention?.path ?? null,
     get attentionDispatches() {

@@ -181,11 +181,13 @@ describe('DiT builder: configs and the real checkpoint layout', () => {
       'proj_out [0:3072] → 3072',
       'proj_out [3072:15360] → 3072 +bias',
     ]);
-    // What stays in ORT's MatMulNBits: the AdaLN modulations (one row each).
-    const graphLinears = (plan: BlockPlan) =>
-      plan.stages.flatMap((s) => (s.op === 'graph' ? s.graph.weights.filter((w) => w.layout === 'q4' && w.part === 'blocks').map((w) => w.tensor.replace(/^(single_)?transformer_blocks\.\{i\}\./, '')) : []));
-    expect(graphLinears(graphs.blocks.dual)).toEqual(['norm1.linear.weight', 'norm1_context.linear.weight']);
-    expect(graphLinears(graphs.blocks.single)).toEqual(['norm.linear.weight']);
+    // The AdaLN parameters: one-row products of SiLU(temb) in q4Gemv.
+    const adaParams = (plan: BlockPlan) =>
+      plan.stages.flatMap((s) => (s.op === 'adaParams' ? [`${s.linear.parts.map((p) => p.prefix.replace(/^(single_)?transformer_blocks\.\{i\}\./, '')).join(' + ')} → ${s.out} [${s.chunks} × ${s.linear.n / s.chunks}]`] : []));
+    expect(adaParams(graphs.blocks.dual)).toEqual(['norm1.linear → mod_x [6 × 3072]', 'norm1_context.linear → mod_c [6 × 3072]']);
+    expect(adaParams(graphs.blocks.single)).toEqual(['norm.linear → mod [3 × 3072]']);
+    // Nothing of a block is left to ORT.
+    for (const plan of [graphs.blocks.dual, graphs.blocks.single]) expect(plan.stages.filter((s) => s.op === 'graph')).toEqual([]);
     expect(() => buildDiTGraphs(config, { attention: 'external', linears: 'kernel' })).toThrow(/quantized: true/);
   });
 });
@@ -395,10 +397,10 @@ describe('DiT forward, 4-bit on WebGPU (SwiftShader): the blocks\' token linears
     const out = await dit.forward(inputs);
     const ms = performance.now() - started;
     const { layers, singleLayers } = dit.config;
-    // Per dual block: stacked q/k/v and the out projection of each stream, the two feed-forwards (2 products each);
-    // per single block: stacked q/k/v, proj_mlp and proj_out's two halves.
+    // Per dual block: the AdaLN parameters, stacked q/k/v and the out projection of each stream, the two feed-forwards
+    // (2 products each); per single block: the AdaLN parameters, stacked q/k/v, proj_mlp and proj_out's two halves.
     expect(dit.linearKernel).toBe('portable');
-    expect(dit.linearDispatches).toBe(8 * layers + 4 * singleLayers);
+    expect(dit.linearDispatches).toBe(10 * layers + 5 * singleLayers);
     expect(dit.attentionDispatches).toBe(layers + singleLayers);
     // And the fused element-wise kernels, per stream: the first AdaLN, the q/k/v heads (norms, RoPE), the attention
     // residual with the second AdaLN and the feed-forward residual (dual); AdaLN, heads and the residual (single).
@@ -408,6 +410,14 @@ describe('DiT forward, 4-bit on WebGPU (SwiftShader): the blocks\' token linears
     const reference = await runnerFor(f, { provider: 'wasm' }, '4-bit-rounded');
     const want = (await reference.forward(inputs)).data;
     const wasm4 = (await (await runnerFor(f, { provider: 'wasm', quantized: true })).forward(inputs)).data;
+    // TeaCache's probe on this path reads block 0's AdaLN weights from the kernels' weights (no graph holds them).
+    const probe = async (runner: DiTRunner) => {
+      const seen: Float32Array[] = [];
+      await runner.forward(inputs, { teacache: { rule: { shouldCompute: (m: Float32Array) => (seen.push(m), true) }, residual: null } });
+      return seen[0];
+    };
+    const probeErr = tensorError(await probe(dit), await probe(reference));
+    expect(probeErr.rel).toBeLessThan(1e-4);
     const err = tensorError(out.data, want);
     const wasmErr = tensorError(wasm4, want);
     // The embedders' token refiner still runs its 4-bit linears in ORT's MatMulNBits: its share, before any block.
@@ -416,7 +426,7 @@ describe('DiT forward, 4-bit on WebGPU (SwiftShader): the blocks\' token linears
       `dit ${caseName(f)} webgpu 4-bit (kernel linears + ORT MatMulNBits): vs fp32 on 4-bit-rounded weights ${formatError(err)}; ` +
         `wasm 4-bit (ORT MatMulNBits) vs the same ${formatError(wasmErr)}; webgpu 4-bit vs wasm 4-bit ${formatError(tensorError(out.data, wasm4))}; ` +
         `context tokens out of the embedders (token refiner in ORT's WebGPU MatMulNBits) ${formatError(refinerErr)}; ` +
-        `webgpu 4-bit vs fixture ${formatError(tensorError(out.data, f.f32('output').data))}, the 4-bit weights alone ${formatError(tensorError(want, f.f32('output').data))} ` +
+        `TeaCache's modulated input ${formatError(probeErr)}; webgpu 4-bit vs fixture ${formatError(tensorError(out.data, f.f32('output').data))}, the 4-bit weights alone ${formatError(tensorError(want, f.f32('output').data))} ` +
         `(${ms.toFixed(0)} ms, first run: mostly SwiftShader compiling shaders)`,
     );
     // The blocks alone, both paths fed the reference's embedding: what the kernel plans compute, without the refiner.
