@@ -139,11 +139,11 @@ export interface DiTGraphOptions {
    */
   attention?: 'inline' | 'external';
   /**
-   * With attention 'external' and `quantized`: 'kernel' builds the blocks so that every block linear applied to the
-   * tokens (q, k, v, out projections, feed-forwards, proj_mlp, proj_out) runs between the graphs in the 4-bit matmul
-   * kernel (src/kernels/q4Matmul.ts), which reads the same MatMulNBits weights at 2.4–3× ORT's speed; only the AdaLN
-   * modulations (one row each) stay in the graphs. 'onnx' (default) keeps every linear a MatMulNBits node. Needs a hidden size that is a multiple of 32 (every block linear 4-bit,
-   * proj_out's [o ; mlp] halves on block boundaries).
+   * With attention 'external' and `quantized`: 'kernel' builds block plans that run entirely in our kernels (no ORT
+   * graph): the token-wise linears in src/kernels/q4Matmul.ts, the AdaLN parameters in q4Gemv.ts (both read the same
+   * MatMulNBits weights), the norms, RoPE and residuals in qkvHeads.ts and adaNorm.ts. 'onnx' (default) keeps every
+   * linear a MatMulNBits node. Needs a hidden size that is a multiple of 32 (every block linear 4-bit, proj_out's
+   * [o ; mlp] halves on block boundaries).
    */
   linears?: 'onnx' | 'kernel';
 }
