@@ -1,8 +1,8 @@
 // Runs the packed DiT for a checkpoint on one execution provider: one forward is the embedders graph, the dual-block
 // plan once per `transformer_blocks.{i}`, the single-block plan once per `single_transformer_blocks.{i}`, then the
 // head graph, each block call bound to that block's weights. A block plan (models/dit.ts) is the whole-block graph on
-// the wasm EP; on WebGPU it is graphs with our kernels between them: flash attention, and with 4-bit weights the
-// 4-bit matmul for the widest linears. This is the one code path the app, the CLI, the bench and the reference
+// the wasm EP; on WebGPU it is two graphs around our flash-attention kernel, and with 4-bit weights only our
+// kernels (src/kernels/: 4-bit GEMM and GEMV, heads, AdaLN, attention). This is the one code path the app, the CLI, the bench and the reference
 // checks use. It also prepares what the graphs take and the reference computes on the side: the
 // timestep/guidance sinusoids (float32, as torch computes diffusers' get_timestep_embedding), the replicate padding
 // of the 2x/4x context latents (done here, on the CPU where the history lives, so the graph needs no data-dependent
