@@ -8,7 +8,8 @@
 // cost 15–33 ms each at FramePack's 640 bucket on an H200; here each is one read of the inputs and one write.
 // Numerics: all f32, LayerNorm's variance from centred values (two passes), eps as given, one rounding on write.
 
-import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { checkedBinding, recordDispatch, submitAndWait, workgroupSumWgsl } from './dispatch.ts';
 
 export type AdaNormDtype = 'f32' | 'f16';
 
@@ -106,14 +107,8 @@ class AdaNormKernel implements AdaNorm {
     if (chunks.some((c) => !Number.isInteger(c) || c < 0)) throw new AdaNormShapeError(`Modulation chunks must be non-negative integers, got ${chunks.join(', ')}.`);
     const d = this.dim;
     const elem = this.dtype === 'f16' ? 2 : 4;
-    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string): GPUBufferBinding => {
-      const size = Math.ceil(bytes / 4) * 4;
-      if (buffer.size < size) throw new AdaNormShapeError(`adaNorm input '${name}' holds ${buffer.size} bytes but ${what} need ${size}.`);
-      if (size > this.device.limits.maxStorageBufferBindingSize) {
-        throw new AdaNormShapeError(`adaNorm input '${name}' needs a ${size}-byte binding; this device allows ${this.device.limits.maxStorageBufferBindingSize}.`);
-      }
-      return { buffer, size };
-    };
+    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string) =>
+      checkedBinding(this.device, buffer, bytes, { kernel: 'adaNorm', name, what }, AdaNormShapeError);
     const yBytes = (yRow0 + rows) * d * elem;
     const yWhat = `${yRow0 + rows} rows of ${d} ${this.dtype}`;
     const flags = (residual ? FLAG_RESIDUAL : 0) | (residual?.y2 ? FLAG_SECOND_Y : 0) | (modulation ? FLAG_MODULATE : 0);
@@ -136,19 +131,11 @@ class AdaNormKernel implements AdaNorm {
         { binding: 6, resource: modulation ? binding('modulation out', modulation.out, (outRow0 + rows) * d * elem, `${outRow0 + rows} rows of ${d} ${this.dtype}`) : { buffer: this.unusedBuffer(2) } },
       ],
     });
-    const ownPass = !isComputePass(target);
-    const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'adaNorm' });
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(gridX, gridY);
-    if (ownPass) pass.end();
+    recordDispatch(target, 'adaNorm', this.pipeline, bindGroup, gridX, gridY);
   }
 
-  async run(io: AdaNormIO): Promise<void> {
-    const encoder = this.device.createCommandEncoder({ label: 'adaNorm.run' });
-    this.encode(encoder, io);
-    this.device.queue.submit([encoder.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
+  run(io: AdaNormIO): Promise<void> {
+    return submitAndWait(this.device, 'adaNorm.run', (encoder) => this.encode(encoder, io));
   }
 
   private paramsBuffer(values: number[]): GPUBuffer {
@@ -201,20 +188,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> normedOut: array<T>;
 
 const WORKGROUP = ${WORKGROUP}u;
-var<workgroup> partial: array<f32, ${WORKGROUP}>;
-
-fn workgroupSum(value: f32, lane: u32) -> f32 {
-  partial[lane] = value;
-  workgroupBarrier();
-  for (var stride = WORKGROUP / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) { partial[lane] += partial[lane + stride]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
-
+${workgroupSumWgsl(WORKGROUP)}
 /** x' = x + gate·(y + y2) for column c of this row (x itself without a residual). */
 fn streamValue(row: u32, c: u32) -> f32 {
   let d = params.dim;

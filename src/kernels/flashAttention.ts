@@ -15,7 +15,8 @@
 // Layout: q, k, v and out are [tokens, heads, headDim] row-major (what a Linear produces for [1, N, heads·d]).
 // No mask: FramePack's attention at batch 1 has none. Timings: bench/attentionKernel.ts.
 
-import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type AttentionDtype = 'f32' | 'f16';
@@ -198,16 +199,10 @@ class FlashAttentionKernel implements FlashAttention {
       throw new AttentionShapeError(`Attention over ${nq} queries × ${this.heads} heads needs a ${workgroups}×${this.heads} grid; this device allows ${maxGroups} per dimension.`);
     }
     const bytesPerToken = this.heads * this.headDim * (this.dtype === 'f16' ? 2 : 4);
-    const binding = (name: string, buffer: GPUBuffer, tokens: number): GPUBufferBinding => {
-      const size = tokens * bytesPerToken;
-      if (buffer.size < size) {
-        throw new AttentionShapeError(`Attention input '${name}' holds ${buffer.size} bytes but ${tokens} tokens × ${this.heads} heads × ${this.headDim} ${this.dtype} need ${size}.`);
-      }
-      if (size > this.device.limits.maxStorageBufferBindingSize) {
-        throw new AttentionShapeError(`Attention input '${name}' needs a ${size}-byte binding; this device allows ${this.device.limits.maxStorageBufferBindingSize}. Split the heads over several calls.`);
-      }
-      return { buffer, size };
-    };
+    const binding = (name: string, buffer: GPUBuffer, tokens: number) =>
+      checkedBinding(this.device, buffer, tokens * bytesPerToken, {
+        kernel: 'Attention', name, what: `${tokens} tokens × ${this.heads} heads × ${this.headDim} ${this.dtype}`, tooLargeHint: 'Split the heads over several calls.',
+      }, AttentionShapeError);
     const bindGroup = this.device.createBindGroup({
       label: `flashAttention ${nq}×${nk}`,
       layout: pipeline.getBindGroupLayout(0),
@@ -219,19 +214,11 @@ class FlashAttentionKernel implements FlashAttention {
         { binding: 4, resource: binding('out', io.out, nq) },
       ],
     });
-    const ownPass = !isComputePass(target);
-    const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'flashAttention' });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(workgroups, this.heads);
-    if (ownPass) pass.end();
+    recordDispatch(target, 'flashAttention', pipeline, bindGroup, workgroups, this.heads);
   }
 
-  async run(io: AttentionIO): Promise<void> {
-    const encoder = this.device.createCommandEncoder({ label: 'flashAttention.run' });
-    this.encode(encoder, io);
-    this.device.queue.submit([encoder.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
+  run(io: AttentionIO): Promise<void> {
+    return submitAndWait(this.device, 'flashAttention.run', (encoder) => this.encode(encoder, io));
   }
 
   private paramsBuffer(nq: number, nk: number): GPUBuffer {

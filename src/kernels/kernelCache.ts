@@ -61,8 +61,3 @@ export interface AdapterInfoWithSubgroups {
   subgroupMaxSize?: number;
   subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
 }
-
-/** Whether an encode() target is a compute pass the caller has begun (else a command encoder to begin one on). */
-export function isComputePass(target: GPUCommandEncoder | GPUComputePassEncoder): target is GPUComputePassEncoder {
-  return typeof (target as GPUComputePassEncoder).dispatchWorkgroups === 'function';
-}

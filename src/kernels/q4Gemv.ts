@@ -7,7 +7,8 @@
 // f32 whatever the activation dtype (the reference rounds SiLU(temb) to it before its product: a difference of
 // rounding only).
 
-import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 
 export type Q4GemvDtype = 'f32' | 'f16';
 
@@ -87,11 +88,8 @@ class Q4GemvKernel implements Q4Gemv {
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: Q4GemvIO): void {
     const elem = this.dtype === 'f16' ? 2 : 4;
     const kBlocks = this.k / 32;
-    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string): GPUBufferBinding => {
-      const size = Math.ceil(bytes / 4) * 4;
-      if (buffer.size < size) throw new Q4GemvShapeError(`q4Gemv input '${name}' holds ${buffer.size} bytes but ${what} need ${size}.`);
-      return { buffer, size };
-    };
+    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string) =>
+      checkedBinding(this.device, buffer, bytes, { kernel: 'q4Gemv', name, what }, Q4GemvShapeError);
     const bindGroup = this.device.createBindGroup({
       label: `q4Gemv ${this.k}→${this.n}`,
       layout: this.pipeline.getBindGroupLayout(0),
@@ -104,19 +102,11 @@ class Q4GemvKernel implements Q4Gemv {
         { binding: 5, resource: binding('out', io.out, this.n * 4, `${this.n} f32`) },
       ],
     });
-    const ownPass = !isComputePass(target);
-    const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'q4Gemv' });
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(this.grid[0], this.grid[1]);
-    if (ownPass) pass.end();
+    recordDispatch(target, 'q4Gemv', this.pipeline, bindGroup, this.grid[0], this.grid[1]);
   }
 
-  async run(io: Q4GemvIO): Promise<void> {
-    const encoder = this.device.createCommandEncoder({ label: 'q4Gemv.run' });
-    this.encode(encoder, io);
-    this.device.queue.submit([encoder.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
+  run(io: Q4GemvIO): Promise<void> {
+    return submitAndWait(this.device, 'q4Gemv.run', (encoder) => this.encode(encoder, io));
   }
 }
 

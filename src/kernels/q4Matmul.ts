@@ -31,7 +31,8 @@
 // Bias and epilogue are uniform flags rather than separate pipelines: SwiftShader needs seconds per pipeline.
 // Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
 
-import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type Q4MatmulDtype = 'f32' | 'f16';
@@ -309,14 +310,8 @@ class Q4MatmulKernel implements Q4Matmul {
     }
     const elem = this.dtype === 'f16' ? 2 : 4;
     const kBlocks = Math.ceil(this.k / Q4_BLOCK_SIZE);
-    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string): GPUBufferBinding => {
-      const size = Math.ceil(bytes / 4) * 4;
-      if (buffer.size < size) throw new Q4MatmulShapeError(`4-bit matmul input '${name}' holds ${buffer.size} bytes but ${what} need ${size}.`);
-      if (size > this.device.limits.maxStorageBufferBindingSize) {
-        throw new Q4MatmulShapeError(`4-bit matmul input '${name}' needs a ${size}-byte binding; this device allows ${this.device.limits.maxStorageBufferBindingSize}. Split the rows over several calls.`);
-      }
-      return { buffer, size };
-    };
+    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string) =>
+      checkedBinding(this.device, buffer, bytes, { kernel: '4-bit matmul', name, what, tooLargeHint: 'Split the rows over several calls.' }, Q4MatmulShapeError);
     const bindGroup = this.device.createBindGroup({
       label: `q4Matmul ${m}×${this.k}→${this.n}`,
       layout: pipeline.getBindGroupLayout(0),
@@ -329,19 +324,11 @@ class Q4MatmulKernel implements Q4Matmul {
         { binding: 5, resource: binding('out', io.out, m * this.n * elem, `${m} × ${this.n} ${this.dtype}`) },
       ],
     });
-    const ownPass = !isComputePass(target);
-    const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'q4Matmul' });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(grid[0], grid[1]);
-    if (ownPass) pass.end();
+    recordDispatch(target, 'q4Matmul', pipeline, bindGroup, grid[0], grid[1]);
   }
 
-  async run(io: Q4MatmulIO): Promise<void> {
-    const encoder = this.device.createCommandEncoder({ label: 'q4Matmul.run' });
-    this.encode(encoder, io);
-    this.device.queue.submit([encoder.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
+  run(io: Q4MatmulIO): Promise<void> {
+    return submitAndWait(this.device, 'q4Matmul.run', (encoder) => this.encode(encoder, io));
   }
 
   private paramsBuffer(m: number): GPUBuffer {

@@ -11,7 +11,8 @@
 // One workgroup of 64 invocations owns one (row, q|k|v, head), each invocation a pair of values (neighbours read
 // neighbouring pairs, so loads and stores coalesce); the head's sum of squares is a workgroup reduction.
 
-import { buildComputePipeline, cachedPipeline, isComputePass } from './kernelCache.ts';
+import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { checkedBinding, recordDispatch, submitAndWait, workgroupSumWgsl } from './dispatch.ts';
 
 export type QkvHeadsDtype = 'f32' | 'f16';
 
@@ -102,14 +103,8 @@ class QkvHeadsKernel implements QkvHeads {
     }
     const width = this.heads * this.headDim;
     const elem = this.dtype === 'f16' ? 2 : 4;
-    const whole = (name: string, buffer: GPUBuffer, bytes: number, what: string): GPUBufferBinding => {
-      const size = Math.ceil(bytes / 4) * 4;
-      if (buffer.size < size) throw new QkvHeadsShapeError(`qkvHeads input '${name}' holds ${buffer.size} bytes but ${what} need ${size}.`);
-      if (size > this.device.limits.maxStorageBufferBindingSize) {
-        throw new QkvHeadsShapeError(`qkvHeads input '${name}' needs a ${size}-byte binding; this device allows ${this.device.limits.maxStorageBufferBindingSize}.`);
-      }
-      return { buffer, size };
-    };
+    const whole = (name: string, buffer: GPUBuffer, bytes: number, what: string) =>
+      checkedBinding(this.device, buffer, bytes, { kernel: 'qkvHeads', name, what }, QkvHeadsShapeError);
     const tableBytes = rope ? (ropeRow0 + rows) * this.headDim * 4 : 4;
     const outBytes = (outRow0 + rows) * width * elem;
     const groups = rows * 3 * this.heads; // one workgroup per (row, part, head)
@@ -132,19 +127,11 @@ class QkvHeadsKernel implements QkvHeads {
         { binding: 8, resource: whole('v', io.v, outBytes, `${outRow0 + rows} rows of ${width} ${this.dtype}`) },
       ],
     });
-    const ownPass = !isComputePass(target);
-    const pass = isComputePass(target) ? target : target.beginComputePass({ label: 'qkvHeads' });
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(gridX, gridY);
-    if (ownPass) pass.end();
+    recordDispatch(target, 'qkvHeads', this.pipeline, bindGroup, gridX, gridY);
   }
 
-  async run(io: QkvHeadsIO): Promise<void> {
-    const encoder = this.device.createCommandEncoder({ label: 'qkvHeads.run' });
-    this.encode(encoder, io);
-    this.device.queue.submit([encoder.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
+  run(io: QkvHeadsIO): Promise<void> {
+    return submitAndWait(this.device, 'qkvHeads.run', (encoder) => this.encode(encoder, io));
   }
 
   private paramsBuffer(rows: number, inRow0: number, outRow0: number, ropeRow0: number, rope: boolean, gridX: number): GPUBuffer {
@@ -191,18 +178,7 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> v: array<T>;
 
 const WORKGROUP = ${WORKGROUP}u;
-var<workgroup> partial: array<f32, ${WORKGROUP}>;
-
-fn workgroupSum(value: f32, lane: u32) -> f32 {
-  partial[lane] = value;
-  workgroupBarrier();
-  for (var stride = WORKGROUP / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) { partial[lane] += partial[lane + stride]; }
-    workgroupBarrier();
-  }
-  return partial[0];
-}
-
+${workgroupSumWgsl(WORKGROUP)}
 /** The RMS-normed value at i of this head (q: part 0, k: part 1), in f32. */
 fn normed(part: u32, src: u32, i: u32, inv: f32) -> f32 {
   let w = select(f32(normK[i]), f32(normQ[i]), part == 0u);
