@@ -20,6 +20,7 @@ import {
 } from '../src/kernels/flashAttention.ts';
 import { f16ToF32, f32ToF16 } from '../src/weights/dtypes.ts';
 import { tensorError } from '../src/pipeline/tensorError.ts';
+import { randomValues } from '../test/helpers/kernelData.ts';
 
 interface Variant {
   name: string;
@@ -57,20 +58,6 @@ const VARIANTS: Variant[] = [
 function option(name: string, fallback: string): string {
   const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
   return hit ? hit.slice(name.length + 3) : fallback;
-}
-
-/** Deterministic uniform(−a, a) values (mulberry32); never zeros, which would hide unwritten outputs. */
-function randomValues(count: number, seed: number, amplitude: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * amplitude;
-  }
-  return out;
 }
 
 /** softmax(q·kᵀ/√d)·v in float64 for the listed query rows; tensors [tokens, heads, d]. */

@@ -87,3 +87,16 @@ export function explainCapabilities(c: GpuCapabilities): string[] {
   if (c.subgroupMatrix) lines.push('Tensor-core matrix instructions (subgroup matrix) are available for the fast kernels.');
   return lines;
 }
+
+/** The first `bytes` of a GPU buffer (which needs COPY_SRC), copied to the CPU once the queue's work before it is done. */
+export async function readGpuBuffer(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+  const readback = device.createBuffer({ label: 'readback', size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder({ label: 'readback' });
+  encoder.copyBufferToBuffer(buffer, 0, readback, 0, readback.size);
+  device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const raw = readback.getMappedRange().slice(0, bytes);
+  readback.unmap();
+  readback.destroy();
+  return raw;
+}

@@ -5,6 +5,7 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import type { BuiltGraph } from '../models/graph.ts';
 import type { OnnxDType } from '../models/onnxProto.ts';
+import { readGpuBuffer } from './device.ts';
 
 export type ExecutionProvider = 'wasm' | 'webgpu';
 export type OrtTensor = ort.Tensor;
@@ -91,14 +92,7 @@ export function gpuTensor(buffer: GPUBuffer, dtype: OnnxDType, dims: number[], o
   const bytes = dims.reduce((a, b) => a * b, 1) * (BYTES[dtype] ?? 4);
   const download = device
     ? async () => {
-        const readback = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-        const encoder = device.createCommandEncoder({ label: 'gpuTensor download' });
-        encoder.copyBufferToBuffer(buffer, 0, readback, 0, readback.size);
-        device.queue.submit([encoder.finish()]);
-        await readback.mapAsync(GPUMapMode.READ);
-        const raw = readback.getMappedRange().slice(0, bytes);
-        readback.unmap();
-        readback.destroy();
+        const raw = await readGpuBuffer(device, buffer, bytes);
         return (dtype === 'float16' ? new Uint16Array(raw) : dtype === 'uint8' ? new Uint8Array(raw) : dtype === 'int32' ? new Int32Array(raw) : new Float32Array(raw)) as never;
       }
     : undefined;

@@ -2,6 +2,7 @@
 // the kernel's dtype. Outputs start poisoned with NaN so an element a kernel forgets to write cannot pass.
 
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
+import { readGpuBuffer } from '../../src/runtime/device.ts';
 
 export type KernelDtype = 'f32' | 'f16';
 
@@ -39,14 +40,6 @@ export function poisonedBuffer(device: GPUDevice, count: number, dtype: KernelDt
 
 /** The first `count` elements of `buffer` as f32. */
 export async function readBuffer(device: GPUDevice, buffer: GPUBuffer, count: number, dtype: KernelDtype = 'f32'): Promise<Float32Array> {
-  const bytes = count * (dtype === 'f16' ? 2 : 4);
-  const readback = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  encoder.copyBufferToBuffer(buffer, 0, readback, 0, readback.size);
-  device.queue.submit([encoder.finish()]);
-  await readback.mapAsync(GPUMapMode.READ);
-  const raw = readback.getMappedRange().slice(0, bytes);
-  readback.unmap();
-  readback.destroy();
+  const raw = await readGpuBuffer(device, buffer, count * (dtype === 'f16' ? 2 : 4));
   return dtype === 'f16' ? f16ToF32(new Uint16Array(raw)) : new Float32Array(raw);
 }

@@ -16,21 +16,8 @@ import {
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { poisonedBuffer, randomValues, readBuffer, uploadBuffer } from '../helpers/kernelData.ts';
 import type { GpuContext } from '../../src/runtime/device.ts';
-
-/** Deterministic uniform(−1, 1) × amplitude values (mulberry32). */
-function randomValues(count: number, seed: number, amplitude: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * amplitude;
-  }
-  return out;
-}
 
 /** softmax(q·kᵀ/√d)·v in float64 per head; tensors [tokens, heads, d]; only the listed query rows. */
 function referenceAttention(q: Float32Array, k: Float32Array, v: Float32Array, nk: number, heads: number, d: number, rows: number[]): Float64Array {
@@ -83,28 +70,13 @@ const PORTABLE_CASES: Case[] = [
 /** Uploads data (converted to dtype), runs the kernel, reads the output back as f32. */
 async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: 'portable' | 'subgroup-matrix', q: Float32Array, k: Float32Array, v: Float32Array, rows?: SubgroupMatrixRows) {
   const { device } = ctx;
-  const upload = (data: Float32Array) => {
-    const bytes = dtype === 'f16' ? f32ToF16(data) : data;
-    const buffer = device.createBuffer({ size: Math.ceil(bytes.byteLength / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    device.queue.writeBuffer(buffer, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return buffer;
-  };
-  const outBytes = c.nq * c.heads * c.headDim * (dtype === 'f16' ? 2 : 4);
-  const out = device.createBuffer({ size: Math.ceil(outBytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  // Poison the output so an element the kernel forgets to write cannot pass.
-  device.queue.writeBuffer(out, 0, new Float32Array(out.size / 4).fill(Number.NaN));
-  const readback = device.createBuffer({ size: out.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const [qb, kb, vb] = [upload(q), upload(k), upload(v)];
+  const [qb, kb, vb] = [q, k, v].map((x) => uploadBuffer(device, x, dtype));
+  const out = poisonedBuffer(device, c.nq * c.heads * c.headDim, dtype); // an element the kernel forgets stays NaN
   const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path, ...(rows ? { subgroupMatrixRows: rows } : {}) });
-  const encoder = device.createCommandEncoder();
-  attention.encode(encoder, { q: qb, k: kb, v: vb, out, nq: c.nq, nk: c.nk });
-  encoder.copyBufferToBuffer(out, 0, readback, 0, out.size);
-  device.queue.submit([encoder.finish()]);
-  await readback.mapAsync(GPUMapMode.READ);
-  const raw = readback.getMappedRange().slice(0, outBytes);
-  readback.unmap();
-  for (const b of [qb, kb, vb, out, readback]) b.destroy();
-  return dtype === 'f16' ? f16ToF32(new Uint16Array(raw)) : new Float32Array(raw);
+  await attention.run({ q: qb, k: kb, v: vb, out, nq: c.nq, nk: c.nk });
+  const got = await readBuffer(device, out, c.nq * c.heads * c.headDim, dtype);
+  for (const b of [qb, kb, vb, out]) b.destroy();
+  return got;
 }
 
 function inputsFor(c: Case, seed: number) {

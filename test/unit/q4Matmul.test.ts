@@ -20,21 +20,8 @@ import { dequantizeQ4, quantizeQ4, type Q4Weight } from '../../src/weights/quant
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { randomValues } from '../helpers/kernelData.ts';
 import type { GpuContext } from '../../src/runtime/device.ts';
-
-/** Deterministic uniform(−1, 1) × amplitude values (mulberry32). */
-function randomValues(count: number, seed: number, amplitude: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * amplitude;
-  }
-  return out;
-}
 
 /** GELU with the tanh approximation, in float64 (PyTorch's approximate='tanh'). */
 function geluTanh(v: number): number {
