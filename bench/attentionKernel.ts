@@ -2,7 +2,7 @@
 // text, 24 heads × 128) and checks a few output rows against a float64 CPU reference, so a speed-up is never
 // bought with a wrong answer. Standalone Node script: bundle with
 //   npx esbuild bench/attentionKernel.ts --bundle --platform=node --format=esm --outfile=.gpu-bundle/attentionKernel.mjs
-// and run it where `webgpu` resolves (see /work/shared/tools/gpu-bundle). Options: --n=TOKENS --heads=H --runs=R
+// and run it where `webgpu` resolves (see scripts/gpu-bundle). Options: --n=TOKENS --heads=H --runs=R
 // --only=subgroup-matrix,portable-f16,portable-f32 (comma-separated), --rows=128,64 (time the subgroup-matrix kernel
 // with these query rows per workgroup), --software (SwiftShader, for a smoke test at small --n). Last line: one JSON
 // object.

@@ -6,7 +6,7 @@
 // test/unit/q4Matmul.test.ts for machines without vitest. Standalone Node script: bundle with
 //   npx esbuild bench/q4MatmulKernel.ts --bundle --platform=node --format=esm --outfile=.gpu-bundle/q4MatmulKernel.mjs \
 //     --external:webgpu --external:onnxruntime-web '--external:onnxruntime-web/*'
-// and run it where `webgpu` and `onnxruntime-web` resolve (see /work/shared/tools/gpu-bundle). Options: --m=ROWS
+// and run it where `webgpu` and `onnxruntime-web` resolve (see scripts/gpu-bundle). Options: --m=ROWS
 // --runs=R --shapes=KxN,... --only=subgroup-matrix,portable-f16,portable-f32,ort --tilings=2x2x1s,4x2x2s-f2x4,2x4x1,...
 // (sgM×sgN×blocks; a trailing s for x staged in workgroup memory, then optionally -f<fragM>x<fragN> result matrices
 // per subgroup; each timed as its own row, the first shown as "default" in the summary; every one also goes through

@@ -1,9 +1,9 @@
-// A reference case file (../shared/fixtures/README.md, "Case schema"): a safetensors file whose metadata has
+// A reference case file (test/fixtures/reference/README.md, "Case schema"): a safetensors file whose metadata has
 // `case`, read whole (cases are small) through the product's own safetensors reader. Used by check-reference and
 // by the tests, so both read cases the same way.
 
 import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { readHeader, readTensorBytes, viewAs, type TensorData } from '../weights/safetensors.ts';
 import { nodeFileSource } from '../weights/nodeFileSource.ts';
 import type { Tensor } from '../pipeline/tensor.ts';
@@ -21,6 +21,11 @@ export interface CaseFile {
   /** An I64 tensor as plain numbers. */
   ints(name: string): number[];
   bools(name: string): boolean[];
+}
+
+/** Where the reference fixtures are: FRAMEPACK_FIXTURES, or the repository's own test/fixtures/reference under `root`. */
+export function fixturesDirIn(root: string): string {
+  return process.env.FRAMEPACK_FIXTURES ?? resolve(root, 'test', 'fixtures', 'reference');
 }
 
 export async function readCaseFile(path: string): Promise<CaseFile> {

@@ -1,8 +1,8 @@
-// `npm run check-reference -- DIR [--provider wasm|webgpu] [--dtype float32|float16] [--q4]`: runs every case in DIR
+// `npm run check-reference -- [DIR] [--provider wasm|webgpu] [--dtype float32|float16] [--q4]`: runs every case in DIR
 // through the real code path and prints one line per case with its error and PASS or FAIL. Exits non-zero when a
 // case fails or DIR holds no case.
 
-import { listCaseFiles } from './caseFile.ts';
+import { fixturesDirIn, listCaseFiles } from './caseFile.ts';
 import { runCase, type CaseOptions } from './referenceCases.ts';
 import './registerCases.ts';
 import { setupOrt } from '../runtime/ort.ts';
@@ -22,8 +22,8 @@ function parseArgs(argv: string[]): { dir: string; options: CaseOptions; hardwar
     else if (!a.startsWith('--')) dir = a;
     else throw new Error(`unknown option ${a}`);
   }
-  if (!dir) throw new Error('usage: check-reference DIR [--provider wasm|webgpu] [--dtype float32|float16] [--q4] [--hardware]');
-  return { dir, options, hardware };
+  // Without DIR: the repository's own fixtures (or FRAMEPACK_FIXTURES), as `npm test` runs them.
+  return { dir: dir || fixturesDirIn(process.cwd()), options, hardware };
 }
 
 async function main(): Promise<number> {

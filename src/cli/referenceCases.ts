@@ -1,4 +1,4 @@
-// Runs one reference case (../shared/fixtures/README.md, "Case schema") through the product's own code path and
+// Runs one reference case (test/fixtures/reference/README.md, "Case schema") through the product's own code path and
 // measures its error per expected tensor. check-reference and the parity tests both call this, so a case passes
 // in CI exactly when the code a user runs reproduces the reference.
 

@@ -1,4 +1,4 @@
-// The error metric every parity check reports, as ../shared/fixtures/README.md defines it:
+// The error metric every parity check reports, as test/fixtures/reference/README.md defines it:
 // err = max|got − want| / max|want|, stated together with max|got − want|.
 
 export interface TensorError {

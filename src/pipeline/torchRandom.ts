@@ -7,7 +7,7 @@
 // float uniforms first and transforms them 16 at a time (pairs j and j+8; when the size is not a multiple of 16 the
 // last 16 are drawn again and redone) in float32 with avx_mathfun.h's Cephes `log256_ps`/`sincos256_ps` (not SLEEF),
 // compiled with the multiplies that feed adds contracted into FMAs. Both paths are reproduced here operation by
-// operation and match the x86-64 (AVX2) recording in ../shared/fixtures bit for bit; without the FMAs it would be off
+// operation and match the x86-64 (AVX2) recording in test/fixtures/reference bit for bit; without the FMAs it would be off
 // by up to 2 ulp, and torch builds without AVX2 (e.g. ARM) use libm's logf/sinf/cosf instead and differ by a few ulp.
 // Sources: aten/src/ATen/core/MT19937RNGEngine.h, CPUGeneratorImpl.cpp, TransformationHelper.h,
 // DistributionsHelper.h, native/cpu/DistributionTemplates.h (normal_kernel, normal_fill_AVX2), native/cpu/avx_mathfun.h.

@@ -25,7 +25,8 @@ import type { WeightHarness } from './harness/weightCacheHarness.ts';
 test.use({ launchOptions: chromiumLaunchOptions({ webgpu: false }) });
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FIXTURES = process.env.FRAMEPACK_FIXTURES ?? join(ROOT, '..', 'shared', 'fixtures', 'reference');
+// A single-file tiny checkpoint of the bundled model, cut into two shards below.
+const TINY_VAE = join(ROOT, 'public', 'models', 'tiny', 'HunyuanVideo', 'vae');
 const STEM = 'diffusion_pytorch_model';
 const HF_DIR = 'lllyasviel/FramePackI2V_HY/resolve/main';
 const DB = 'framepack-weights'; // src/weights/weightCache.ts WEIGHTS_DB, opened here with the raw IndexedDB API
@@ -36,7 +37,7 @@ let sharded: ShardedCopy;
 
 test.beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'weight-cache-e2e-'));
-  sharded = shardCheckpoint(join(FIXTURES, 'dit_tiny'), join(dir, HF_DIR), STEM, 2);
+  sharded = shardCheckpoint(TINY_VAE, join(dir, HF_DIR), STEM, 2);
   const bundle = await build({ entryPoints: [join(ROOT, 'test/e2e/harness/weightCacheHarness.ts')], bundle: true, format: 'esm', target: 'es2022', write: false });
   writeFileSync(join(dir, 'harness.js'), bundle.outputFiles[0].text);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>weights</title><script type="module" src="/harness.js"></script>');

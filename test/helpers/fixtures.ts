@@ -1,17 +1,15 @@
-// Reads the reference fixtures (../shared/fixtures/reference, or FRAMEPACK_FIXTURES) through the same case
+// Reads the reference fixtures (test/fixtures/reference, or FRAMEPACK_FIXTURES) through the same case
 // reader check-reference uses. A missing directory is a loud failure, not a skip.
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readCaseFile, listCaseFiles, type CaseFile } from '../../src/cli/caseFile.ts';
+import { fixturesDirIn, readCaseFile, listCaseFiles, type CaseFile } from '../../src/cli/caseFile.ts';
 
 const repoRoot = resolve(import.meta.dirname, '..', '..');
 
 export function fixturesDir(): string {
-  const dir = process.env.FRAMEPACK_FIXTURES ?? resolve(repoRoot, '..', 'shared', 'fixtures', 'reference');
-  if (!existsSync(dir)) {
-    throw new Error(`Reference fixtures not found at ${dir}. Check out ../shared beside the repository or set FRAMEPACK_FIXTURES.`);
-  }
+  const dir = fixturesDirIn(repoRoot);
+  if (!existsSync(dir)) throw new Error(`Reference fixtures not found at ${dir}: FRAMEPACK_FIXTURES points nowhere, or the clone lacks test/fixtures/reference.`);
   return dir;
 }
 

@@ -6,7 +6,7 @@ import { tensorError } from '../../src/pipeline/tensorError.ts';
 import { roundToBf16 } from '../../src/weights/dtypes.ts';
 import { loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
 
-// Pass lines of ../shared/fixtures/README.md: single functions 1e-4, multi-step cases 1e-3.
+// Pass lines of test/fixtures/reference/README.md: single functions 1e-4, multi-step cases 1e-3.
 const SINGLE_BAR = 1e-4;
 const MULTI_STEP_BAR = 1e-3;
 
