@@ -1,15 +1,14 @@
 // `npm run bench`: the FramePack transformer at its real configuration (20 dual + 40 single blocks, 3072 wide,
-// 24 heads) on a real GPU through the product's code path — the same block plans (src/models/dit.ts) run by the
-// same block runner (src/worker/dit.ts createDiTBlockRunner): ORT graphs, the flash-attention kernel and the 4-bit
-// matmul kernel — with random 4-bit weights of realistic scale, at the 640-bucket token counts. Prints per-block
-// times split into ORT graphs, attention and kernel linears (each stage waited for; median of several) with every
+// 24 heads) on a real GPU through the product's code path — the same block plans (src/models/ditBlocks.ts) run by the
+// same executor (src/worker/ditBlocksWebgpu.ts): the 4-bit GEMM and GEMV, the fused element-wise kernels and flash
+// attention — with random 4-bit weights of realistic scale, at the 640-bucket token counts. Prints per-block
+// times split into attention, linears and the fused kernels (each stage waited for; median of several) with every
 // stage's own median, per-step times, TFLOP/s per op class, weight bytes and peak live GPU bytes, then (when
 // bench/torch_reference.py ran in the same invocation and its JSON is passed with --torch FILE) the PyTorch bf16
 // figures and the ratio.
 //
 // Usage (GPU machine, from a bundle): node bench.mjs [--image-tokens 17500] [--text-tokens 256] [--repeats 5]
-//   [--dtype float16|float32] [--linears kernel|onnx] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
-// --linears onnx keeps every linear in ORT's MatMulNBits (the path before the 4-bit kernel), for comparison.
+//   [--dtype float16|float32] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
 // --step also runs two whole steps (60 blocks with their own weights) all resident, then streamed within --stream-gb.
 // --numerics instead runs one dual and one single block in --dtype (default float16) and in float32 on the same random
 // weights and inputs and prints the error (bench/blockNumerics.ts); --unrounded-weights gives the float32 reference
@@ -17,14 +16,16 @@
 
 import { readFileSync } from 'node:fs';
 import realConfig from '../src/models/configs/transformer.json' with { type: 'json' };
-import { buildDiTGraphs, hiddenSize, mlpWidth, parseDiTConfig, type BlockPlan, type BlockStage, type DiTConfig } from '../src/models/dit.ts';
-import type { BuiltGraph } from '../src/models/graph.ts';
+import { buildDiT, hiddenSize, mlpWidth, parseDiTConfig, type DiTConfig } from '../src/models/dit.ts';
+import type { BlockKind, BlockPlan, BlockStage } from '../src/models/ditBlocks.ts';
+import type { WeightSet } from '../src/models/graph.ts';
 import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
 import { requestGpu } from '../src/runtime/device.ts';
 import { gpuTensor, setupOrt, type OrtTensor } from '../src/runtime/ort.ts';
 import { WeightResidency, hostBlockBytes, type HostBlock, type HostTensor } from '../src/runtime/residency.ts';
 import { attentionFlops } from '../src/kernels/flashAttention.ts';
-import { createDiTBlockRunner, type BlockKind, type DiTStreams } from '../src/worker/dit.ts';
+import { stageWeightSource, type DiTStreams } from '../src/worker/ditBlocks.ts';
+import { createWebgpuBlockExecutor } from '../src/worker/ditBlocksWebgpu.ts';
 import { f32ToF16 } from '../src/weights/dtypes.ts';
 import { trackGpuMemory } from '../src/runtime/gpuMemory.ts';
 import { blockNumerics, formatBlockNumerics } from './blockNumerics.ts';
@@ -53,25 +54,21 @@ const dtype = (opt('dtype', ctx.capabilities.shaderF16 ? 'float16' : 'float32'))
 
 const config: DiTConfig = parseDiTConfig(small ? { ...realConfig, num_attention_heads: 2, attention_head_dim: 128, rope_axes_dim: [16, 56, 56] } : realConfig);
 const d = hiddenSize(config);
-// 'kernel' (the product's default on WebGPU): the widest 4-bit linears in src/kernels/q4Matmul.ts; 'onnx': all in ORT.
-const linears = opt('linears', 'kernel') as 'kernel' | 'onnx';
 
 if (flag('numerics')) {
-  const report = await blockNumerics({ device, config, imageTokens, condTokens, dtype, linears, roundReferenceWeights: !flag('unrounded-weights') });
+  const report = await blockNumerics({ device, config, imageTokens, condTokens, dtype, roundReferenceWeights: !flag('unrounded-weights') });
   console.log(JSON.stringify({ gpu: `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim(), ...report }));
   for (const line of formatBlockNumerics(report)) console.log(line);
   process.exit(0);
 }
 
-const graphs = buildDiTGraphs(config, { dtype, quantized: true, attention: 'external', linears });
-const plans = graphs.blocks;
-const planGraphs = (plan: BlockPlan): BuiltGraph[] => [...plan.stages.flatMap((s) => (s.op === 'graph' ? [s.graph] : [])), ...(plan.linearWeights ? [plan.linearWeights] : [])];
+const plans = buildDiT(config, { dtype, quantized: true }).blocks;
 
 // ── random weights of realistic scale ──
 let seed = 12345;
 const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-/** Host tensors for one block of `graph`: 4-bit nibbles uniform, scales so that W has std ≈ 1/√in. */
-function randomBlock(graph: BuiltGraph, key: string): HostBlock {
+/** Host tensors for one block of a weight set: 4-bit nibbles uniform, scales so that W has std ≈ 1/√in. */
+function randomBlock(graph: WeightSet, key: string): HostBlock {
   const tensors: Record<string, HostTensor> = {};
   for (const w of graph.weights) {
     if (w.layout === 'q4' && w.part === 'blocks') {
@@ -92,20 +89,19 @@ function randomBlock(graph: BuiltGraph, key: string): HostBlock {
 }
 
 const loadStart = performance.now();
-// One random set per graph, shared by every block; each block index is its own HostBlock (own residency key), as
+// One random set per plan, shared by every block; each block index is its own HostBlock (own residency key), as
 // each block of a job is.
-const random = new Map<BuiltGraph, HostBlock>();
-for (const graph of [...planGraphs(plans.dual), ...planGraphs(plans.single)]) if (!random.has(graph)) random.set(graph, randomBlock(graph, graph.name));
+const random = new Map<BlockPlan, HostBlock>(Object.values(plans).map((plan) => [plan, randomBlock(plan.weights, plan.weights.name)]));
 const perBlock = new Map<string, HostBlock>();
-const hostBlock = async (graph: BuiltGraph, block: number): Promise<HostBlock> => {
-  const key = `${graph.name}/${block}`;
+const stageWeights = stageWeightSource(async (plan, block) => {
+  const key = `${plan.weights.name}/${block}`;
   let host = perBlock.get(key);
-  if (!host) perBlock.set(key, (host = { key, tensors: random.get(graph)!.tensors }));
+  if (!host) perBlock.set(key, (host = { key, tensors: random.get(plan)!.tensors }));
   return host;
-};
-// The residency the runner feeds from; swapped for the whole-step runs.
+});
+// The residency the executor feeds from; swapped for the whole-step runs.
 let residency = new WeightResidency(device);
-const runner = await createDiTBlockRunner(config, plans, { provider: 'webgpu', dtype, hostBlock, residency: { feeds: (b) => residency.feeds(b) } });
+const runner = await createWebgpuBlockExecutor(device, config, plans, { dtype, weights: async (plan, block) => residency.feeds(await stageWeights(plan, block)) });
 const loadMs = performance.now() - loadStart;
 
 // ── activations on the GPU ──
@@ -131,9 +127,8 @@ async function gpuIdle(): Promise<void> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function stageName(s: BlockStage): string {
   switch (s.op) {
-    case 'graph': return s.graph.name;
     case 'attention': return 'attention';
-    case 'linear': return `q4 ${s.linear.parts.map((p) => p.prefix.split('.').slice(2).join('.')).join('+')}[${s.linear.kOffset}:${s.linear.kOffset + s.linear.k}]`;
+    case 'linear': return `${s.linear.format} ${s.linear.parts.map((p) => p.prefix.split('.').slice(2).join('.')).join('+')}[${s.linear.kOffset}:${s.linear.kOffset + s.linear.k}]`;
     case 'heads': return `heads ${s.rows}`;
     case 'adaParams': return `adaParams ${s.out}`;
     case 'adaNorm': return `adaNorm ${s.rows}${s.residual ? ` +${s.residual.y}` : ''}${s.modulation ? ` →${s.modulation.out}` : ''}`;
@@ -142,7 +137,7 @@ function stageName(s: BlockStage): string {
 
 /**
  * One block through the runner, each stage waited for on the GPU and timed (median of the repeats after a first,
- * compiling, run), grouped as ORT graphs, attention and kernel linears; total is the sum of the stage medians.
+ * compiling, run), grouped as attention, linears and the fused kernels; total is the sum of the stage medians.
  */
 async function timeBlock(kind: BlockKind) {
   const perStage = new Map<string, number[]>();
@@ -156,11 +151,10 @@ async function timeBlock(kind: BlockKind) {
   }
   const stages = Object.fromEntries([...perStage].map(([name, ms]) => [name, median(ms)]));
   const sum = (match: (s: BlockStage) => boolean) => plans[kind].stages.filter(match).reduce((t, s) => t + stages[stageName(s)], 0);
-  const graphsMs = sum((s) => s.op === 'graph');
   const attentionMs = sum((s) => s.op === 'attention');
   const linearsMs = sum((s) => s.op === 'linear');
   const fusedMs = sum((s) => s.op === 'heads' || s.op === 'adaNorm' || s.op === 'adaParams'); // element-wise kernels and the AdaLN GEMVs
-  return { graphs: graphsMs, attention: attentionMs, kernelLinears: linearsMs, fused: fusedMs, total: graphsMs + attentionMs + linearsMs + fusedMs, stages };
+  return { attention: attentionMs, kernelLinears: linearsMs, fused: fusedMs, total: attentionMs + linearsMs + fusedMs, stages };
 }
 
 const dual = await timeBlock('dual');
@@ -201,32 +195,25 @@ if (flag('step')) {
 const m = mlpWidth(config);
 const dualLinear = 2 * tokens * d * (3 * d) + 2 * tokens * d * d + 2 * 2 * tokens * d * m;
 const singleLinear = 2 * tokens * d * (3 * d + m) + 2 * tokens * (d + m) * d;
-// What the kernel computes with linears 'kernel': every linear but the modulations (one row each, not counted).
-const dualKernel = linears === 'kernel' ? dualLinear : 0;
-const singleKernel = linears === 'kernel' ? singleLinear : 0;
 const attention = attentionFlops(tokens, tokens, config.heads, config.headDim);
 const stepMs = config.layers * dual.total + config.singleLayers * single.total;
 const tflops = (flop: number, ms: number) => (ms > 0 && flop > 0 ? flop / (ms / 1000) / 1e12 : null);
-const bytesOf = (plan: BlockPlan) => planGraphs(plan).reduce((n, g) => n + hostBlockBytes(random.get(g)!), 0);
+const bytesOf = (plan: BlockPlan) => hostBlockBytes(random.get(plan)!);
 const weightBytes = config.layers * bytesOf(plans.dual) + config.singleLayers * bytesOf(plans.single);
 
 const result = {
   gpu: `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim(),
   dtype,
-  linears,
-  attentionPath: runner.attentionKernel,
-  linearKernelPath: runner.linearKernel,
+  kernels: runner.kernels,
   imageTokens,
   condTokens,
   dualBlockMs: dual,
   singleBlockMs: single,
   stepMsBlocksOnly: stepMs,
   tflops: {
-    // Linears left in the ORT graphs (none but the modulations with linears 'kernel'), over the graphs' whole time.
-    dualGraphLinears: tflops(dualLinear - dualKernel, dual.graphs),
-    singleGraphLinears: tflops(singleLinear - singleKernel, single.graphs),
-    dualKernelLinears: tflops(dualKernel, dual.kernelLinears),
-    singleKernelLinears: tflops(singleKernel, single.kernelLinears),
+    // Every token-wise linear (the one-row AdaLN products are not counted).
+    dualKernelLinears: tflops(dualLinear, dual.kernelLinears),
+    singleKernelLinears: tflops(singleLinear, single.kernelLinears),
     attention: tflops(attention, (dual.attention + single.attention) / 2),
   },
   loadMs,
@@ -241,7 +228,7 @@ if (torchFile) {
   const lines = readFileSync(torchFile, 'utf8').trim().split('\n');
   const torch = JSON.parse(lines[lines.length - 1]) as Record<string, number | string>;
   const row = (what: string, ours: number, theirs: number) => `| ${what} | ${ours.toFixed(2)} | ${theirs.toFixed(2)} | ${(ours / theirs).toFixed(1)}× |`;
-  console.log(`\n| figure (${result.gpu}, ${dtype}, attention ${runner.attentionKernel}, linears ${linears}${runner.linearKernel ? ` ${runner.linearKernel}` : ''}) | ours (WebGPU, ms) | PyTorch ${torch.torch} bf16 (ms) | ratio |`);
+  console.log(`\n| figure (${result.gpu}, ${dtype}, attention ${runner.kernels.attention}, linears ${runner.kernels.linear}) | ours (WebGPU, ms) | PyTorch ${torch.torch} bf16 (ms) | ratio |`);
   console.log('| --- | --- | --- | --- |');
   console.log(row('dual block', dual.total, Number(torch.dual_block_s) * 1000));
   console.log(row('single block', single.total, Number(torch.single_block_s) * 1000));

@@ -1,23 +1,24 @@
 // `bench --numerics`: how far the fp16 activation path drifts from fp32 at the real width. One dual and one single
-// block run through the product's code path (createDiTBlockRunner on the block plans of src/models/dit.ts, 4-bit
-// weights, kernel linears, external attention) twice: once as the reference, float32 with kernel linears, once in
-// the dtype under test. Both get the same random 4-bit weights (the same nibbles and scales; the reference is fed the
+// block run through the product's code path (the WebGPU executor, src/worker/ditBlocksWebgpu.ts, on the block
+// plans of src/models/ditBlocks.ts with 4-bit weights) twice: once as the reference in float32, once in the dtype
+// under test. Both get the same random 4-bit weights (the same nibbles and scales; the reference is fed the
 // fp16-rounded value of every weight the fp16 plan stores in fp16, so only activation precision differs) and the
 // same input streams (x, ctx, temb ~ N(0, 1), RoPE cos/sin from the real tables of a 640-bucket grid). The output
 // tokens and the block's residual (out − in, which the stream's own scale would otherwise hide) are compared with
 // the repo's metric (src/pipeline/tensorError.ts). Reported, never asserted: bench/ prints figures.
 
-import { buildDiTGraphs, hiddenSize, type BlockPlan, type DiTConfig } from '../src/models/dit.ts';
-import type { BuiltGraph, WeightBinding } from '../src/models/graph.ts';
+import { buildDiT, hiddenSize, type DiTConfig } from '../src/models/dit.ts';
+import type { BlockKind, BlockPlan } from '../src/models/ditBlocks.ts';
+import type { WeightBinding, WeightSet } from '../src/models/graph.ts';
 import { gpuTensor, tensorData, type OrtTensor } from '../src/runtime/ort.ts';
 import { WeightResidency, type HostBlock, type HostTensor } from '../src/runtime/residency.ts';
-import { createDiTBlockRunner, type BlockKind, type DiTStreams } from '../src/worker/dit.ts';
+import { stageWeightSource, type DiTStreams } from '../src/worker/ditBlocks.ts';
+import { createWebgpuBlockExecutor } from '../src/worker/ditBlocksWebgpu.ts';
 import { f16BitsToF32, f32ToF16, f32ToF16Bits } from '../src/weights/dtypes.ts';
 import { ropeFreqs1x } from '../src/pipeline/ropeTables.ts';
 import { tensorError, type TensorError } from '../src/pipeline/tensorError.ts';
 
 type Dtype = 'float32' | 'float16';
-type Linears = 'kernel' | 'onnx';
 
 export interface BlockNumericsOptions {
   device: GPUDevice;
@@ -25,9 +26,8 @@ export interface BlockNumericsOptions {
   imageTokens: number;
   /** SigLIP + text tokens. */
   condTokens: number;
-  /** The path under test; the reference is always float32 with kernel linears. */
+  /** The path under test; the reference is always float32. */
   dtype: Dtype;
-  linears: Linears;
   /** Feed the reference the fp16-rounded weights (default): only activation precision then differs. */
   roundReferenceWeights: boolean;
   seed?: number;
@@ -45,15 +45,10 @@ export interface StreamErrors {
 
 export interface PathReport {
   dtype: Dtype;
-  linears: Linears;
-  /** ORT MatMulNBits nodes (dual + single plans) and their accuracy_level as run. */
-  matMulNBits: { nodes: number; accuracyLevel: number };
-  /** Stages of each plan by op (graph, linear, attention and whatever fused kernels the plans use). */
+  /** Stages of each plan by op. */
   stages: { dual: Record<string, number>; single: Record<string, number> };
-  attentionKernel: string | null;
-  linearKernel: string | null;
-  attentionDispatches: number;
-  linearDispatches: number;
+  kernels: Record<string, string>;
+  dispatches: Record<string, number>;
   ms: { dual: number; single: number };
 }
 
@@ -96,20 +91,13 @@ function normals(rand: () => number, n: number): Float32Array {
 }
 
 const roundToF16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
-const planGraphs = (plan: BlockPlan): BuiltGraph[] => [...plan.stages.flatMap((s) => (s.op === 'graph' ? [s.graph] : [])), ...(plan.linearWeights ? [plan.linearWeights] : [])];
-type Plans = ReturnType<typeof buildDiTGraphs>['blocks'];
-
-function matMulNBitsOf(plans: Plans): PathReport['matMulNBits'] {
-  const nodes = [...planGraphs(plans.dual), ...planGraphs(plans.single)].flatMap((g) => g.nodes.filter((n) => n.opType === 'MatMulNBits'));
-  const levels = new Set(nodes.map((n) => Number(n.attributes?.accuracy_level ?? 0)));
-  return { nodes: nodes.length, accuracyLevel: levels.size === 1 ? [...levels][0] : NaN };
-}
+type Plans = Record<BlockKind, BlockPlan>;
 
 const stageCounts = (plan: BlockPlan) => plan.stages.reduce<Record<string, number>>((c, s) => ({ ...c, [s.op]: (c[s.op] ?? 0) + 1 }), {});
 
 /**
  * Random block weights shared by both paths: values are made once per checkpoint tensor (and layout and part), so
- * every graph of either dtype that reads a tensor gets the same numbers. 4-bit nibbles uniform; scales
+ * every plan of either dtype that reads a tensor gets the same numbers. 4-bit nibbles uniform; scales
  * (0.5–1.5)/(4.6·√in) per block of 32 so W has std ≈ 1/√in; norms 1; other weights small.
  */
 class SharedWeights {
@@ -137,8 +125,8 @@ class SharedWeights {
     return v;
   }
 
-  /** The host tensors of `graph`'s weight inputs, in the graph's dtypes and layouts. */
-  block(graph: BuiltGraph, key: string): HostBlock {
+  /** The host tensors of a weight set, in its dtypes and layouts. */
+  block(graph: WeightSet, key: string): HostBlock {
     const tensors: Record<string, HostTensor> = {};
     for (const w of graph.weights) {
       const v = this.valuesOf(w);
@@ -169,9 +157,9 @@ function compare(got: Float32Array, want: Float32Array, input: Float32Array): St
 }
 
 /**
- * Runs one dual and one single block in float32 (kernel linears) and in options.dtype/linears on the same weights and
- * inputs and reports the candidate's error against the reference. Throws what createDiTBlockRunner throws (e.g. no
- * shader-f16 for a float16 candidate).
+ * Runs one dual and one single block in float32 and in options.dtype on the same weights and inputs and reports the
+ * candidate's error against the reference. Throws what the WebGPU executor throws (e.g. no shader-f16 for a float16
+ * candidate).
  */
 export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumericsReport> {
   const { device, config, imageTokens, condTokens } = o;
@@ -180,15 +168,15 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
   }
   const d = hiddenSize(config);
   const rand = mulberry32(o.seed ?? 20250503);
-  const planFor = (dtype: Dtype, linears: Linears) => buildDiTGraphs(config, { dtype, quantized: true, attention: 'external', linears }).blocks;
-  const referencePlans = planFor('float32', 'kernel');
-  const candidatePlans = planFor(o.dtype, o.linears);
+  const planFor = (dtype: Dtype) => buildDiT(config, { dtype, quantized: true }).blocks;
+  const referencePlans = planFor('float32');
+  const candidatePlans = planFor(o.dtype);
 
   // Every weight the candidate holds in fp16 is rounded once for both (when asked), so the reference reads it too.
   const halfKeys = new Set<string>();
   if (o.roundReferenceWeights) {
-    for (const graph of [...planGraphs(candidatePlans.dual), ...planGraphs(candidatePlans.single)]) {
-      for (const w of graph.weights) if (w.dtype === 'float16') halfKeys.add(SharedWeights.key(w));
+    for (const plan of Object.values(candidatePlans)) {
+      for (const w of plan.weights.weights) if (w.dtype === 'float16') halfKeys.add(SharedWeights.key(w));
     }
   }
   const weights = new SharedWeights(rand, halfKeys);
@@ -221,15 +209,15 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
   };
 
   /** Both blocks on one path, outputs read back; the path's weights and buffers are freed before returning. */
-  const runPath = async (dtype: Dtype, linears: Linears, plans: Plans) => {
+  const runPath = async (dtype: Dtype, plans: Plans) => {
     const residency = new WeightResidency(device);
-    const blocks = new Map<BuiltGraph, HostBlock>();
-    const hostBlock = async (graph: BuiltGraph): Promise<HostBlock> => {
-      let b = blocks.get(graph);
-      if (!b) blocks.set(graph, (b = weights.block(graph, `${dtype}/${linears}/${graph.name}`)));
+    const blocks = new Map<BlockPlan, HostBlock>();
+    const stageWeights = stageWeightSource(async (plan) => {
+      let b = blocks.get(plan);
+      if (!b) blocks.set(plan, (b = weights.block(plan.weights, `${dtype}/${plan.weights.name}`)));
       return b;
-    };
-    const runner = await createDiTBlockRunner(config, plans, { provider: 'webgpu', dtype, hostBlock, residency });
+    });
+    const runner = await createWebgpuBlockExecutor(device, config, plans, { dtype, weights: async (plan, block) => residency.feeds(await stageWeights(plan, block)) });
     const outputs = {} as Record<BlockKind, { image: Float32Array; context: Float32Array }>;
     const ms = {} as Record<BlockKind, number>;
     try {
@@ -244,13 +232,9 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
       }
       const report: PathReport = {
         dtype,
-        linears,
-        matMulNBits: matMulNBitsOf(plans),
         stages: { dual: stageCounts(plans.dual), single: stageCounts(plans.single) },
-        attentionKernel: runner.attentionKernel,
-        linearKernel: runner.linearKernel,
-        attentionDispatches: runner.attentionDispatches,
-        linearDispatches: runner.linearDispatches,
+        kernels: { ...runner.kernels },
+        dispatches: { ...runner.dispatches },
         ms: { dual: ms.dual, single: ms.single },
       };
       return { outputs, report };
@@ -261,8 +245,8 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
   };
 
   try {
-    const reference = await runPath('float32', 'kernel', referencePlans);
-    const candidate = await runPath(o.dtype, o.linears, candidatePlans);
+    const reference = await runPath('float32', referencePlans);
+    const candidate = await runPath(o.dtype, candidatePlans);
     const errors = (kind: BlockKind) => ({
       image: compare(candidate.outputs[kind].image, reference.outputs[kind].image, host.x),
       context: compare(candidate.outputs[kind].context, reference.outputs[kind].context, host.ctx),
@@ -294,9 +278,7 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
 /** The report as lines a person reads. */
 export function formatBlockNumerics(r: BlockNumericsReport): string[] {
   const e = (x: NumericsError) => `rel ${x.rel.toExponential(2)}  abs ${x.abs.toExponential(2)}  scale ${x.scale.toPrecision(3)}  rms ${x.rms.toExponential(2)}`;
-  const path = (p: PathReport) =>
-    `${p.dtype}, linears ${p.linears}${p.linearKernel ? ` (q4 kernel ${p.linearKernel})` : ''}, attention ${p.attentionKernel ?? 'onnx'}, ` +
-    `${p.matMulNBits.nodes} ORT MatMulNBits at accuracy_level ${p.matMulNBits.accuracyLevel}`;
+  const path = (p: PathReport) => `${p.dtype}, kernels ${Object.entries(p.kernels).map(([k, v]) => `${k} ${v}`).join(', ')}`;
   const stages = (p: PathReport) => (['dual', 'single'] as const).map((k) => `${k} ${Object.entries(p.stages[k]).map(([op, n]) => `${n} ${op}`).join(', ')}`).join('; ');
   const lines = [
     `candidate: ${path(r.candidate)}`,
@@ -304,7 +286,7 @@ export function formatBlockNumerics(r: BlockNumericsReport): string[] {
     `stages: candidate ${stages(r.candidate)}; reference ${stages(r.reference)}`,
     `width ${r.hidden} (${r.heads}×${r.headDim}), ${r.imageTokens} image + ${r.condTokens} context tokens; reference weights ${r.referenceWeights}`,
   ];
-  if (r.candidate.dtype === r.reference.dtype && r.candidate.linears === r.reference.linears) lines.push('(the same path twice: a plumbing check, every error should read 0)');
+  if (r.candidate.dtype === r.reference.dtype) lines.push('(the same path twice: a plumbing check, every error should read 0)');
   for (const kind of ['dual', 'single'] as const) {
     for (const stream of ['image', 'context'] as const) {
       for (const what of ['out', 'residual'] as const) lines.push(`${`${kind} ${stream} ${what}`.padEnd(24)} ${e(r[kind][stream][what])}`);

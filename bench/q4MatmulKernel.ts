@@ -7,11 +7,11 @@
 //   npx esbuild bench/q4MatmulKernel.ts --bundle --platform=node --format=esm --outfile=.gpu-bundle/q4MatmulKernel.mjs \
 //     --external:webgpu --external:onnxruntime-web '--external:onnxruntime-web/*'
 // and run it where `webgpu` and `onnxruntime-web` resolve (see scripts/gpu-bundle). Options: --m=ROWS
-// --runs=R --shapes=KxN,... --only=subgroup-matrix,portable-f16,portable-f32,ort --tilings=2x2x1s,4x2x2s-f2x4,2x4x1,...
-// (sgM×sgN×blocks; a trailing s for x staged in workgroup memory, then optionally -f<fragM>x<fragN> result matrices
-// per subgroup; each timed as its own row, the first shown as "default" in the summary; every one also goes through
-// the small checks and has its big-shape rows checked) --no-check --software. A few seconds of work run before the
-// first timing, so the GPU's clocks have ramped up.
+// --runs=R --shapes=KxN,... --only=subgroup-matrix,portable-f16,portable-f32,ort --tilings=2x2x1,4x2x2-f2x4,2x4x1,...
+// (sgM×sgN×blocks, then optionally -f<fragM>x<fragN> result matrices per subgroup; each timed as its own row, the
+// first shown as "default" in the summary; every one also goes through the small checks and has its big-shape rows
+// checked) --no-check --software. A few seconds of work run before the first timing, so the GPU's clocks have ramped
+// up.
 // Ours is timed with GPU timestamps around its pass where the device has them; ORT's run with the wall clock from
 // run() to the queue going idle (it records its own passes). Last line: one JSON object.
 
@@ -47,20 +47,19 @@ const shapes = option('shapes', '3072x3072,3072x9216,3072x12288,12288x3072,15360
   .split(',')
   .map((s) => s.split('x').map(Number) as [number, number]);
 const only = option('only', 'subgroup-matrix,portable-f16,ort').split(',').filter(Boolean);
-/** `2x4x1` (x read from storage), `2x2x1s` (x staged, 4 × 4 result matrices per subgroup), `4x2x2s-f2x4` (2 × 4 per subgroup). */
+/** `2x4x1` (4 × 4 result matrices per subgroup), `4x2x2-f2x4` (2 × 4 per subgroup); tilingKey's names read back. */
 function parseTiling(s: string): SubgroupMatrixTiling {
-  const hit = /^(\d+)x(\d+)x(\d+)(s?)(?:-f(\d+)x(\d+))?$/.exec(s);
-  if (!hit) throw new Error(`Cannot read tiling '${s}' (expected e.g. 2x4x1, 2x2x1s, 4x2x2s-f2x4).`);
-  const [, sgM, sgN, blocks, staged, fragM, fragN] = hit;
+  const hit = /^(\d+)x(\d+)x(\d+)(?:-f(\d+)x(\d+))?$/.exec(s);
+  if (!hit) throw new Error(`Cannot read tiling '${s}' (expected e.g. 2x4x1, 4x2x2-f2x4).`);
+  const [, sgM, sgN, blocks, fragM, fragN] = hit;
   return {
     sgM: Number(sgM),
     sgN: Number(sgN),
     blocks: Number(blocks),
-    ...(staged ? { stageX: true } : {}),
     ...(fragM ? { fragM: Number(fragM), fragN: Number(fragN) } : {}),
   };
 }
-const tilings: SubgroupMatrixTiling[] = option('tilings', `${tilingKey(DEFAULT_TILING)},2x4x1s,1x1x1s,2x2x1`).split(',').map(parseTiling);
+const tilings: SubgroupMatrixTiling[] = option('tilings', `${tilingKey(DEFAULT_TILING)},2x4x1,1x1x1`).split(',').map(parseTiling);
 const check = !process.argv.includes('--no-check');
 const tilingName = (t: SubgroupMatrixTiling) => tilingKey(t);
 /** FramePack's FFN up projection (3072 → 12288) is followed by GELU(tanh); every linear has a bias. */

@@ -13,7 +13,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildClipText, clipTensors, parseClipTextConfig } from '../src/models/clip.ts';
-import { buildDiTGraphs, ditTensorShapes, parseDiTConfig } from '../src/models/dit.ts';
+import { buildDiT, ditTensorShapes, parseDiTConfig } from '../src/models/dit.ts';
 import { buildLlama, llamaTensors, parseLlamaConfig } from '../src/models/llama.ts';
 import { buildSiglipVision, parseSiglipVisionConfig, siglipTensors } from '../src/models/siglip.ts';
 import { buildVaeDecoder, buildVaeEncoder, parseVaeConfig } from '../src/models/vae.ts';
@@ -504,7 +504,7 @@ type TensorList = Map<string, number[]>;
 
 function transformerTensors(config: Record<string, unknown>): TensorList {
   const c = parseDiTConfig(config);
-  return ditTensorShapes(c, buildDiTGraphs(c));
+  return ditTensorShapes(c, buildDiT(c));
 }
 
 function vaeTensors(config: Record<string, unknown>): TensorList {

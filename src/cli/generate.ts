@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { DEFAULT_SETTINGS, runJob, type JobSettings } from '../worker/engine.ts';
 import { openModelSource } from '../worker/modelPackage.ts';
 import { nodeFileSource } from '../weights/nodeFileSource.ts';
-import { CheckpointFileMissing } from '../weights/checkpoint.ts';
+import { CheckpointFileMissing } from '../errors/weights.ts';
 import { readImageFile } from './imageFile.ts';
 import { y4mSink } from './y4mSink.ts';
 import { nodeRuntime, type GpuKind } from './nodeRuntime.ts';

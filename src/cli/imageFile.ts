@@ -3,11 +3,8 @@
 
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { ImageFileError } from '../errors/ui.ts';
 import type { RgbImage } from '../pipeline/resize.ts';
-
-export class ImageFileError extends Error {
-  override name = 'ImageFileError';
-}
 
 function readPpm(bytes: Uint8Array, path: string): RgbImage {
   const text = new TextDecoder('latin1').decode(bytes.subarray(0, 64));

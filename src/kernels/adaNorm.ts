@@ -8,6 +8,7 @@
 // cost 15–33 ms each at FramePack's 640 bucket on an H200; here each is one read of the inputs and one write.
 // Numerics: all f32, LayerNorm's variance from centred values (two passes), eps as given, one rounding on write.
 
+import { AdaNormConfigError, AdaNormShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { checkedBinding, recordDispatch, submitAndWait, workgroupSumWgsl } from './dispatch.ts';
 
@@ -58,16 +59,6 @@ export interface AdaNorm {
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: AdaNormIO): void;
   /** Encodes, submits and waits: for tests and one-off use. */
   run(io: AdaNormIO): Promise<void>;
-}
-
-/** The options cannot run on this device (f16 without shader-f16, a bad width). */
-export class AdaNormConfigError extends Error {
-  override name = 'AdaNormConfigError';
-}
-
-/** The buffers or sizes passed to encode() do not match the kernel. */
-export class AdaNormShapeError extends Error {
-  override name = 'AdaNormShapeError';
 }
 
 const WORKGROUP = 256;

@@ -15,6 +15,7 @@
 // Layout: q, k, v and out are [tokens, heads, headDim] row-major (what a Linear produces for [1, N, heads·d]).
 // No mask: FramePack's attention at batch 1 has none. Timings: bench/attentionKernel.ts.
 
+import { AttentionConfigError, AttentionShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
@@ -64,16 +65,6 @@ export interface FlashAttention {
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: AttentionIO): void;
   /** Encodes, submits and waits: for tests and one-off use, not for the denoising loop. */
   run(io: AttentionIO): Promise<void>;
-}
-
-/** The options cannot run on this device (missing feature, unsupported head size). */
-export class AttentionConfigError extends Error {
-  override name = 'AttentionConfigError';
-}
-
-/** The buffers or sizes passed to encode() do not match the kernel. */
-export class AttentionShapeError extends Error {
-  override name = 'AttentionShapeError';
 }
 
 /** Floating-point operations of one attention call (two matrix products of 2·nq·nk·d each, per head). */

@@ -3,15 +3,7 @@
 // is keyed by the device (a WeakMap, so a lost or dropped device takes its pipelines with it) and by a string that
 // names every placeholder value baked into the source. Compilation errors come back as one readable exception.
 
-export class KernelCompileError extends Error {
-  override name = 'KernelCompileError';
-  constructor(label: string, messages: string[]) {
-    super(
-      `The GPU driver rejected the ${label} kernel:\n${messages.join('\n')}\n` +
-        'This is a bug in the kernel or a driver that lacks a feature it needs; report it with the GPU named in the capability panel.',
-    );
-  }
-}
+import { KernelCompileError } from '../errors/kernels.ts';
 
 const pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 

@@ -7,6 +7,7 @@
 // f32 whatever the activation dtype (the reference rounds SiLU(temb) to it before its product: a difference of
 // rounding only).
 
+import { Q4GemvConfigError, Q4GemvShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 
@@ -42,16 +43,6 @@ export interface Q4Gemv {
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: Q4GemvIO): void;
   /** Encodes, submits and waits: for tests and one-off use. */
   run(io: Q4GemvIO): Promise<void>;
-}
-
-/** The options cannot run on this device or shape. */
-export class Q4GemvConfigError extends Error {
-  override name = 'Q4GemvConfigError';
-}
-
-/** The buffers passed to encode() do not match the kernel. */
-export class Q4GemvShapeError extends Error {
-  override name = 'Q4GemvShapeError';
 }
 
 const LANES_PER_ROW = 32;

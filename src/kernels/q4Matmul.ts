@@ -1,37 +1,22 @@
 // Our own 4-bit × f16 matrix product for the transformer's large linears: y[M, N] = x[M, K]·Wᵀ (+ bias) (+ GELU),
 // W read straight from onnxruntime's MatMulNBits layout (src/weights/quantize.ts: B uint8 [N, ⌈K/32⌉, 16], two
 // nibbles per byte with the even element in the low nibble, W = (q − 8)·scale, scales [N·⌈K/32⌉] in the activation
-// dtype), so the weight buffers src/runtime/residency.ts uploads can feed either ORT or this kernel. ORT's own
-// MatMulNBits reaches about 16–39 TFLOP/s on an H200 and the linears are the larger share of a FramePack step,
-// hence this file. Two kernels share one interface:
+// dtype), so the weight buffers src/runtime/residency.ts uploads can feed either ORT or this kernel. Two kernels
+// share one interface:
 // - `portable`: plain WGSL for any WebGPU device (SwiftShader in CI): 64 × 64 outputs per workgroup, x and the
-//   dequantized W staged through workgroup memory one quantization block (32 of K) at a time, each invocation owning
-//   a 4 × 4 register tile. f32 or f16 tensors, any K.
-//   About 16 TFLOP/s (f16) on an H200 at FramePack's sizes.
+//   dequantized W staged through workgroup memory one quantization block at a time. f32 or f16 tensors, any K.
 // - `subgroup-matrix`: the tensor-core path through `chromium-experimental-subgroup-matrix` (f16 × f16 → f32,
-//   16×16×16), generated per tiling (stagedSource): x tiles are copied to workgroup memory with plain vec4<u32>
-//   storage loads, W tiles are dequantized there to f16 with bit tricks instead of integer → float conversions (both
-//   fetched one step early), and each subgroup accumulates 64 × 64 outputs in sixteen f32 result matrices. Default:
-//   128 × 128 outputs per workgroup of 4 subgroups (128 invocations, 24 KiB; presumably several workgroups per SM,
-//   so one's barriers overlap another's products). f16 tensors, K a multiple of 32. On an H200 at FramePack's sizes
-//   (18,485 rows, bench/q4MatmulKernel.ts, one run): 184–199 TFLOP/s — 3072→12288 + GELU 7.34 ms, 12288→3072
-//   7.21 ms, 3072→9216 5.31 ms, 15360→3072 8.78 ms, 3072→3072 1.90 ms — against 102–110 TFLOP/s (12.78, 13.17,
-//   9.50, 16.38, 3.41 ms) for the previous kernel (128 × 256 per workgroup, x copied with subgroup-matrix loads from
-//   storage, W dequantized through u32 → f16 conversions), and 37–42 (earlier run) for ORT's MatMulNBits back to
-//   back on the same weights. Measured and slower on the same GPU (TFLOP/s over the large shapes): the new code at
-//   128 × 256 with 8 subgroups (157–184) or 16 subgroups of 32 × 64 (160–178), at 256 × 128 (163–174); 128 × 128 with 8 subgroups of
-//   32 × 64 (118–138; with 64 of K per step, 32 × 64 or 64 × 32: 170–184); 64 of K per step at the default (145–160);
-//   other tiles of 1–4 subgroups (99–140); double-buffered tiles with one barrier per step (132–157, and 34–60 with
-//   a runtime buffer offset instead of an unrolled pair of steps); x and W loaded right before they are staged
-//   instead of a step early (−1–2%). Devices with less than 24 KiB of workgroup memory get one subgroup per 64 × 64
-//   workgroup (11 KiB, 32 invocations: 99–111 TFLOP/s there). A second kernel reads x straight from the storage
-//   buffer with subgroup-matrix loads (74–76 TFLOP/s at 2 × 2 × 1: storage loads of subgroup matrices cost far more
-//   than workgroup ones); it serves explicit tilings without stageX.
+//   16×16×16), generated per tiling: x and W tiles staged in workgroup memory a step ahead, W dequantized with bit
+//   tricks; 128 × 128 outputs per workgroup of 4 subgroups, or one subgroup per 64 × 64 where the device has less
+//   than 24 KiB of workgroup memory. f16 tensors, K a multiple of 32.
 // Both accumulate in f32 and finish with the epilogue (bias, then optionally GELU with the tanh approximation).
 // Bias and epilogue are uniform flags rather than separate pipelines: SwiftShader needs seconds per pipeline.
+// Speeds and the tuning diary (what was measured, what was slower): bench/RESULTS.md, "4-bit GEMM tuning notes".
 // Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
 
+import { Q4MatmulConfigError, Q4MatmulShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
+import { GELU_EPILOGUE_WGSL } from './epilogue.ts';
 import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
@@ -50,13 +35,8 @@ export interface SubgroupMatrixTiling {
   sgN: number;
   blocks: number;
   /**
-   * Copy each x tile to workgroup memory (with vector loads, one step ahead) instead of every subgroup reading its
-   * left matrices from the storage buffer; W is always staged there.
-   */
-  stageX?: boolean;
-  /**
-   * With stageX only: 16×16 result matrices per subgroup down M and across N, each 1, 2 or 4 (default 4 × 4: 64 × 64
-   * outputs). Fewer means fewer registers but more workgroup-memory reads per product.
+   * 16×16 result matrices per subgroup down M and across N, each 1, 2 or 4 (default 4 × 4: 64 × 64 outputs). Fewer
+   * means fewer registers but more workgroup-memory reads per product.
    */
   fragM?: number;
   fragN?: number;
@@ -110,16 +90,6 @@ export interface Q4Matmul {
   run(io: Q4MatmulIO): Promise<void>;
 }
 
-/** The options cannot run on this device (missing feature, unsupported size or tiling). */
-export class Q4MatmulConfigError extends Error {
-  override name = 'Q4MatmulConfigError';
-}
-
-/** The buffers or sizes passed to encode() do not match the kernel. */
-export class Q4MatmulShapeError extends Error {
-  override name = 'Q4MatmulShapeError';
-}
-
 export const Q4_BLOCK_SIZE = 32;
 
 /** Floating-point operations of one product (a multiply and an add per weight and row). */
@@ -132,54 +102,35 @@ const PORTABLE_TILE = 64;
 /** The subgroup-matrix kernel's smallest problem: one 16-row matrix. Fewer rows go to the portable kernel. */
 const SUBGROUP_MATRIX_MIN_M = 16;
 /**
- * 128 rows × 128 columns per workgroup (2 × 2 subgroups of 64 × 64), one quantization block per step, x staged in
- * workgroup memory: 24 KiB, 128 invocations. 184–199 TFLOP/s on an H200 at FramePack's sizes (see the header).
+ * 128 rows × 128 columns per workgroup (2 × 2 subgroups of 64 × 64), one quantization block per step: 24 KiB, 128
+ * invocations. 184–199 TFLOP/s on an H200 at FramePack's sizes (bench/RESULTS.md, "4-bit GEMM tuning notes").
  */
-export const DEFAULT_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 2, blocks: 1, stageX: true };
-/**
- * Where the default does not fit: one subgroup per 64 × 64 workgroup, 11 KiB, 32 invocations (99–111 TFLOP/s on
- * an H200, against 74–76 for the 15 KiB tiling 2 × 2 × 1 that reads x from storage).
- */
-const SMALL_TILING: SubgroupMatrixTiling = { sgM: 1, sgN: 1, blocks: 1, stageX: true };
+export const DEFAULT_TILING: SubgroupMatrixTiling = { sgM: 2, sgN: 2, blocks: 1 };
+/** Where the default does not fit: one subgroup per 64 × 64 workgroup, 11 KiB, 32 invocations (99–111 TFLOP/s on an H200). */
+const SMALL_TILING: SubgroupMatrixTiling = { sgM: 1, sgN: 1, blocks: 1 };
 const FLAG_BIAS = 1;
 const FLAG_GELU = 2;
 
-/** Workgroup bytes of the subgroup-matrix kernel: the f16 tiles plus one f32 16×16 scratch per subgroup. */
-function subgroupMatrixWorkgroupBytes(t: SubgroupMatrixTiling): number {
-  if (t.stageX) return stagedLayout(t).bytes;
-  return 64 * t.sgN * (32 * t.blocks + 8) * 2 + t.sgM * t.sgN * 16 * 20 * 4;
-}
-
 /** Rows and columns of the output one workgroup computes. */
 function tileShape(t: SubgroupMatrixTiling): [number, number] {
-  if (t.stageX) {
-    const l = stagedLayout(t);
-    return [l.tileM, l.tileN];
-  }
-  return [64 * t.sgM, 64 * t.sgN];
+  const l = tilingLayout(t);
+  return [l.tileM, l.tileN];
 }
 
-/** Names every value baked into the tiling's source: sgM×sgN×blocks, then for x staged s-f<fragM>x<fragN>. */
+/** Names every value baked into the tiling's source: sgM×sgN×blocks-f<fragM>x<fragN>. */
 export function tilingKey(t: SubgroupMatrixTiling): string {
-  if (!t.stageX) return `${t.sgM}x${t.sgN}x${t.blocks}`;
-  return `${t.sgM}x${t.sgN}x${t.blocks}s-f${t.fragM ?? 4}x${t.fragN ?? 4}`;
+  return `${t.sgM}x${t.sgN}x${t.blocks}-f${t.fragM ?? 4}x${t.fragN ?? 4}`;
 }
 
 /** Why this tiling cannot serve K (null when it can). */
 function tilingProblem(t: SubgroupMatrixTiling, k: number): string | null {
   const ok = (v: number) => [1, 2, 4].includes(v);
   if (!ok(t.sgM) || !ok(t.sgN) || !ok(t.blocks)) return `tiling ${JSON.stringify(t)} needs sgM, sgN and blocks in {1, 2, 4}`;
-  // Every invocation dequantizes the same whole number of (row, block) pairs per step: 64·sgN·blocks / (32·sgM·sgN).
-  if (!t.stageX && (2 * t.blocks) % t.sgM !== 0) return `tiling ${JSON.stringify(t)} leaves invocations without a whole share of the W tile (need 2·blocks divisible by sgM)`;
+  if (!ok(t.fragM ?? 4) || !ok(t.fragN ?? 4)) return `tiling ${JSON.stringify(t)} needs fragM and fragN in {1, 2, 4}`;
+  const l = tilingLayout(t);
+  if (l.xUnits % l.threads !== 0) return `tiling ${JSON.stringify(t)}: ${l.xUnits} vec4 units of x per step do not split evenly over ${l.threads} invocations`;
+  if (!l.words) return `tiling ${JSON.stringify(t)}: the W tile's words do not split evenly over ${l.threads} invocations`;
   const kBlocks = Math.ceil(k / Q4_BLOCK_SIZE);
-  if (t.stageX) {
-    if (!ok(t.fragM ?? 4) || !ok(t.fragN ?? 4)) return `tiling ${JSON.stringify(t)} needs fragM and fragN in {1, 2, 4}`;
-    const l = stagedLayout(t);
-    if (l.xUnits % l.threads !== 0) return `tiling ${JSON.stringify(t)}: ${l.xUnits} vec4 units of x per step do not split evenly over ${l.threads} invocations`;
-    if (!l.words) return `tiling ${JSON.stringify(t)}: the W tile's words do not split evenly over ${l.threads} invocations`;
-  } else if ((t.fragM ?? 4) !== 4 || (t.fragN ?? 4) !== 4) {
-    return `tiling ${JSON.stringify(t)}: fragM and fragN other than 4 need stageX`;
-  }
   if (kBlocks % t.blocks !== 0) return `K = ${k} has ${kBlocks} blocks of 32, not a multiple of the tiling's ${t.blocks} blocks per step`;
   return null;
 }
@@ -187,7 +138,7 @@ function tilingProblem(t: SubgroupMatrixTiling, k: number): string | null {
 /** Why the device's limits refuse this tiling (workgroup memory, invocations), or null when they allow it. */
 function limitsProblem(device: GPUDevice, t: SubgroupMatrixTiling): string | null {
   const l = device.limits;
-  const bytes = subgroupMatrixWorkgroupBytes(t);
+  const bytes = tilingLayout(t).bytes;
   if (l.maxComputeWorkgroupStorageSize < bytes) return `it needs ${bytes} bytes of workgroup memory (device limit ${l.maxComputeWorkgroupStorageSize})`;
   const threads = 32 * t.sgM * t.sgN;
   if (l.maxComputeInvocationsPerWorkgroup < threads || l.maxComputeWorkgroupSizeX < threads) {
@@ -359,29 +310,13 @@ function fill(template: string, values: Record<string, string>): string {
 
 /** The portable source with its placeholders filled: {{ENABLE}}, {{ELEM}}. */
 export function portableSource(dtype: Q4MatmulDtype): string {
-  return fill(PORTABLE_SOURCE, { ENABLE: dtype === 'f16' ? 'enable f16;' : '', ELEM: dtype, EPILOGUE: EPILOGUE_FUNCTION });
+  return fill(PORTABLE_SOURCE, { ENABLE: dtype === 'f16' ? 'enable f16;' : '', ELEM: dtype, EPILOGUE: GELU_EPILOGUE_WGSL });
 }
 
-/** The subgroup-matrix source for a tiling, its placeholders filled (staged: generated per tiling; else {{SG_M}}, {{SG_N}}, {{BLOCKS}}). */
+/** The subgroup-matrix source for a tiling (generated per tiling), its {{EPILOGUE}} filled. */
 export function subgroupMatrixSource(tiling: SubgroupMatrixTiling): string {
-  if (tiling.stageX) return fill(stagedSource(tiling), { EPILOGUE: EPILOGUE_FUNCTION });
-  return fill(SUBGROUP_MATRIX_SOURCE, { SG_M: String(tiling.sgM), SG_N: String(tiling.sgN), BLOCKS: String(tiling.blocks), EPILOGUE: EPILOGUE_FUNCTION });
+  return fill(subgroupMatrixTemplate(tiling), { EPILOGUE: GELU_EPILOGUE_WGSL });
 }
-
-// Shared by both kernels: bias, then GELU(tanh). 0.5·(1 + tanh(u)) = 1 / (1 + e^(−2u)), which avoids tanh (some
-// drivers compile it to a fast approximation good to ~1e-3) and the cancellation of 1 − tanh; u is clamped where
-// the factor is 0 or 1 in f32 anyway, so e^(−2u) stays finite.
-const EPILOGUE_FUNCTION = /* wgsl */ `
-fn finish(v: f32, col: u32) -> f32 {
-  var r = v;
-  if ((params.flags & FLAG_BIAS) != 0u) { r += f32(bias[col]); }
-  if ((params.flags & FLAG_GELU) != 0u) {
-    let u = clamp(0.7978845608028654 * (r + 0.044715 * r * r * r), -20.0, 20.0);
-    r = r / (1.0 + exp(-2.0 * u));
-  }
-  return r;
-}
-`;
 
 // Portable kernel. One workgroup = 64 rows × 64 output columns, 256 invocations, each owning 4 rows × 4 columns.
 // Per quantization block (32 of K): the x tile and the dequantized W tile are written to workgroup memory
@@ -474,232 +409,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 }
 `;
 
-// Subgroup-matrix kernel that reads x from the storage buffer (tilings without stageX; f16 in and out, K a multiple of
-// 32·BLOCKS, subgroups of 32). One workgroup = SG_M × SG_N
-// subgroups; subgroup (i, j) owns rows 64·i .. of the workgroup's 64·SG_M and columns 64·j .. of its 64·SG_N, as
-// sixteen 16×16 f32 result matrices acc00..acc33 (separate variables: arrays of subgroup matrices crash Dawn).
-// Per step of BK = 32·BLOCKS along K:
-//   1. W: each invocation dequantizes UNITS (row, block) pairs — 16 bytes of nibbles and a scale fetched one step
-//      early into registers — to f16 in wTile ([column][k], row stride padded to BK + 8 so that consecutive columns
-//      fall in different banks and rows stay 16-byte aligned). Columns past n get scale 0.
-//   2. KSTEPS = BK/16 products: 4 left matrices of x (loaded from the storage buffer one k-step ahead, so their
-//      latency hides behind the previous k-step's products) × 4 right matrices of W (column-major from wTile).
-// A 16×16 load must lie wholly inside its buffer, so a row block that would cross m is shifted back to end at m;
-// rows it recomputes are written by their owner only (hence m ≥ 16 here; the dispatcher sends fewer rows to the
-// portable kernel). Epilogue: each result matrix goes through this subgroup's f32 scratch, then its lanes add the
-// bias, apply GELU and write f16 with row and column bounds.
-// Workgroup memory: 64·SG_N·(BK + 8) f16 + SG_M·SG_N·1.25 KiB scratch (28 KiB at 4 × 2 × 2). Every workgroup
-// variable is a multiple of 16 bytes (see flashAttention.ts: a misaligned base gave wrong results on an H200).
-const SUBGROUP_MATRIX_SOURCE = /* wgsl */ `
-enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium.subgroup_matrix_uniformity);
-diagnostic(off, subgroup_uniformity);
-
-alias Left = subgroup_matrix_left<f16, 16, 16>;
-alias Right = subgroup_matrix_right<f16, 16, 16>;
-alias Acc = subgroup_matrix_result<f32, 16, 16>;
-
-const SG_M: u32 = {{SG_M}}u;
-const SG_N: u32 = {{SG_N}}u;
-const BLOCKS: u32 = {{BLOCKS}}u;
-const THREADS: u32 = 32u * SG_M * SG_N;
-const TILE_M: u32 = 64u * SG_M;
-const TILE_N: u32 = 64u * SG_N;
-const BK: u32 = 32u * BLOCKS;
-const KSTEPS: u32 = BK / 16u;
-const W_STRIDE: u32 = BK + 8u;                   // f16
-const UNITS: u32 = TILE_N * BLOCKS / THREADS;    // (W row, block) pairs each invocation dequantizes per step
-const S_STRIDE: u32 = 20u;                       // f32
-const FLAG_BIAS: u32 = 1u;
-const FLAG_GELU: u32 = 2u;
-
-struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad1: u32, pad2: u32 }
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f16>;
-@group(0) @binding(2) var<storage, read> blocks: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> scales: array<f16>;
-@group(0) @binding(4) var<storage, read> bias: array<f16>;
-@group(0) @binding(5) var<storage, read_write> y: array<f16>;
-
-var<workgroup> wTile: array<f16, TILE_N * W_STRIDE>;                 // [TILE_N][W_STRIDE]
-var<workgroup> scratch: array<f32, SG_M * SG_N * 16u * S_STRIDE>;    // per subgroup [16][S_STRIDE]
-
-{{EPILOGUE}}
-
-// 32 nibbles of one (row, block) → f16 at wTile[slot ..]; element 8w + j is bits 4j.. of word w.
-fn dequantize(slot: u32, word: vec4<u32>, scale: f16) {
-  for (var w = 0u; w < 4u; w++) {
-    let v = vec4<u32>(word[w]);
-    let lo = (vec4<f16>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
-    let hi = (vec4<f16>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - vec4<f16>(8.0h)) * scale;
-    let o = slot + 8u * w;
-    wTile[o] = lo.x;
-    wTile[o + 1u] = lo.y;
-    wTile[o + 2u] = lo.z;
-    wTile[o + 3u] = lo.w;
-    wTile[o + 4u] = hi.x;
-    wTile[o + 5u] = hi.y;
-    wTile[o + 6u] = hi.z;
-    wTile[o + 7u] = hi.w;
-  }
-}
-
-// Writes the result matrix this subgroup just stored to its scratch: rows from min(nominalRow, m − 16), of which
-// only those ≥ nominalRow are its own, columns col0 ... All subgroups call it together (it holds barriers).
-fn writeTile(sBase: u32, lane: u32, nominalRow: u32, col0: u32) {
-  workgroupBarrier();
-  let m = params.m;
-  let n = params.n;
-  let rowStart = min(nominalRow, m - 16u);
-  for (var e = 0u; e < 8u; e++) {
-    let i = lane + 32u * e;
-    let row = rowStart + i / 16u;
-    let col = col0 + i % 16u;
-    if (row >= nominalRow && row < m && col < n) {
-      y[row * n + col] = f16(finish(scratch[sBase + (i / 16u) * S_STRIDE + i % 16u], col));
-    }
-  }
-  workgroupBarrier();
-}
-
-@compute @workgroup_size(THREADS)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let sg = t / 32u;
-  let lane = t % 32u;
-  let m = params.m;
-  let n = params.n;
-  let kSize = params.k;
-  let kBlocks = params.kBlocks;
-  let rowNominal = wg.y * TILE_M + (sg % SG_M) * 64u;   // this subgroup's first row
-  let xo0 = min(rowNominal, m - 16u) * kSize;           // its four 16-row blocks of x, shifted into bounds
-  let xo1 = min(rowNominal + 16u, m - 16u) * kSize;
-  let xo2 = min(rowNominal + 32u, m - 16u) * kSize;
-  let xo3 = min(rowNominal + 48u, m - 16u) * kSize;
-  let colTile = wg.x * TILE_N;
-  let wOffset = (sg / SG_M) * 64u * W_STRIDE;           // its 64 columns in wTile
-  let steps = kBlocks / BLOCKS;
-
-  var wFrom: array<u32, UNITS>;        // (row, block) index of the first step; rows past n read row n − 1, scale 0
-  var wSlot: array<u32, UNITS>;
-  var wLive: array<u32, UNITS>;
-  var words: array<vec4<u32>, UNITS>;
-  var wScales: array<f16, UNITS>;
-  for (var e = 0u; e < UNITS; e++) {
-    let u = t + e * THREADS;
-    let row = colTile + u / BLOCKS;
-    wFrom[e] = min(row, n - 1u) * kBlocks + u % BLOCKS;
-    wSlot[e] = (u / BLOCKS) * W_STRIDE + (u % BLOCKS) * 32u;
-    wLive[e] = select(0u, 1u, row < n);
-    words[e] = blocks[wFrom[e]];
-    wScales[e] = select(0.0h, scales[wFrom[e]], row < n);
-  }
-
-  var acc00 = Acc();
-  var acc01 = Acc();
-  var acc02 = Acc();
-  var acc03 = Acc();
-  var acc10 = Acc();
-  var acc11 = Acc();
-  var acc12 = Acc();
-  var acc13 = Acc();
-  var acc20 = Acc();
-  var acc21 = Acc();
-  var acc22 = Acc();
-  var acc23 = Acc();
-  var acc30 = Acc();
-  var acc31 = Acc();
-  var acc32 = Acc();
-  var acc33 = Acc();
-  var a0 = subgroupMatrixLoad<Left, row_major>(&x, xo0, kSize);
-  var a1 = subgroupMatrixLoad<Left, row_major>(&x, xo1, kSize);
-  var a2 = subgroupMatrixLoad<Left, row_major>(&x, xo2, kSize);
-  var a3 = subgroupMatrixLoad<Left, row_major>(&x, xo3, kSize);
-
-  for (var kStep = 0u; kStep < steps; kStep++) {
-    workgroupBarrier();                                // the previous step's wTile reads are done
-    for (var e = 0u; e < UNITS; e++) { dequantize(wSlot[e], words[e], wScales[e]); }
-    workgroupBarrier();
-    let next = min(kStep + 1u, steps - 1u) * BLOCKS;    // the last step fetches itself again, harmlessly
-    for (var e = 0u; e < UNITS; e++) {
-      words[e] = blocks[wFrom[e] + next];
-      wScales[e] = select(0.0h, scales[wFrom[e] + next], wLive[e] != 0u);
-    }
-    for (var s = 0u; s < KSTEPS; s++) {
-      let kNext = min(kStep * BK + 16u * (s + 1u), kSize - 16u);
-      let p0 = subgroupMatrixLoad<Left, row_major>(&x, xo0 + kNext, kSize);
-      let p1 = subgroupMatrixLoad<Left, row_major>(&x, xo1 + kNext, kSize);
-      let p2 = subgroupMatrixLoad<Left, row_major>(&x, xo2 + kNext, kSize);
-      let p3 = subgroupMatrixLoad<Left, row_major>(&x, xo3 + kNext, kSize);
-      let wb = wOffset + 16u * s;
-      let b0 = subgroupMatrixLoad<Right, col_major>(&wTile, wb, W_STRIDE);
-      let b1 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 16u * W_STRIDE, W_STRIDE);
-      let b2 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 32u * W_STRIDE, W_STRIDE);
-      let b3 = subgroupMatrixLoad<Right, col_major>(&wTile, wb + 48u * W_STRIDE, W_STRIDE);
-      acc00 = subgroupMatrixMultiplyAccumulate(a0, b0, acc00);
-      acc01 = subgroupMatrixMultiplyAccumulate(a0, b1, acc01);
-      acc02 = subgroupMatrixMultiplyAccumulate(a0, b2, acc02);
-      acc03 = subgroupMatrixMultiplyAccumulate(a0, b3, acc03);
-      acc10 = subgroupMatrixMultiplyAccumulate(a1, b0, acc10);
-      acc11 = subgroupMatrixMultiplyAccumulate(a1, b1, acc11);
-      acc12 = subgroupMatrixMultiplyAccumulate(a1, b2, acc12);
-      acc13 = subgroupMatrixMultiplyAccumulate(a1, b3, acc13);
-      acc20 = subgroupMatrixMultiplyAccumulate(a2, b0, acc20);
-      acc21 = subgroupMatrixMultiplyAccumulate(a2, b1, acc21);
-      acc22 = subgroupMatrixMultiplyAccumulate(a2, b2, acc22);
-      acc23 = subgroupMatrixMultiplyAccumulate(a2, b3, acc23);
-      acc30 = subgroupMatrixMultiplyAccumulate(a3, b0, acc30);
-      acc31 = subgroupMatrixMultiplyAccumulate(a3, b1, acc31);
-      acc32 = subgroupMatrixMultiplyAccumulate(a3, b2, acc32);
-      acc33 = subgroupMatrixMultiplyAccumulate(a3, b3, acc33);
-      a0 = p0;
-      a1 = p1;
-      a2 = p2;
-      a3 = p3;
-    }
-  }
-
-  let sBase = sg * 16u * S_STRIDE;
-  let c0 = colTile + (sg / SG_M) * 64u;
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc00, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc01, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc02, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc03, S_STRIDE);
-  writeTile(sBase, lane, rowNominal, c0 + 48u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc10, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc11, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc12, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc13, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 16u, c0 + 48u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc20, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc21, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc22, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc23, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 32u, c0 + 48u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc30, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc31, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0 + 16u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc32, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0 + 32u);
-  subgroupMatrixStore<row_major>(&scratch, sBase, acc33, S_STRIDE);
-  writeTile(sBase, lane, rowNominal + 48u, c0 + 48u);
-}
-`;
-
-/** Derived sizes of the staged kernel for a tiling (fragM/fragN default 4). Scratch stride 16 f32 (20 needs more memory). */
-function stagedLayout(t: SubgroupMatrixTiling) {
+/** Derived sizes of the subgroup-matrix kernel for a tiling (fragM/fragN default 4). Scratch stride 16 f32 (20 needs more memory). */
+function tilingLayout(t: SubgroupMatrixTiling) {
   const fm = t.fragM ?? 4;
   const fn = t.fragN ?? 4;
   const threads = 32 * t.sgM * t.sgN;
@@ -713,17 +424,17 @@ function stagedLayout(t: SubgroupMatrixTiling) {
   // (4-byte groups would need tiles with fewer W columns than invocations: none measured, so none offered.)
   const words = [4, 2].find((g) => ((tileN * t.blocks * 4) / g) % threads === 0 && (tileN * t.blocks * 4) / g >= threads) ?? 0;
   const wUnits = words ? (tileN * t.blocks * 4) / words : 0;
-  const bytes = (tileM + tileN) * stride * 2 + (threads / 32) * 16 * STAGED_S_STRIDE * 4;
+  const bytes = (tileM + tileN) * stride * 2 + (threads / 32) * 16 * SCRATCH_STRIDE * 4;
   return { fm, fn, threads, tileM, tileN, bk, stride, xUnits, words, wUnits, bytes };
 }
-const STAGED_S_STRIDE = 16;
+const SCRATCH_STRIDE = 16;
 
-// The staged kernel, generated per tiling. One workgroup = sgM × sgN subgroups of 32 invocations; subgroup (i, j)
-// owns 16·fragM rows × 16·fragN columns of the workgroup's tile as fragM·fragN f32 result matrices (separate
+// The subgroup-matrix kernel, generated per tiling. One workgroup = sgM × sgN subgroups of 32 invocations; subgroup
+// (i, j) owns 16·fragM rows × 16·fragN columns of the workgroup's tile as fragM·fragN f32 result matrices (separate
 // variables: arrays of subgroup matrices crash Dawn). Per step of BK = 32·blocks along K:
 //   - x: the tile's rows × BK halves are read from the storage buffer as vec4<u32> (coalesced 16-byte loads, one
 //     step ahead into registers; rows past m repeat row m − 1, whose outputs are never written) and written to
-//     xTile as f16 scalars. Subgroup-matrix loads from storage cost far more (see flashAttention.ts).
+//     xTile as f16 scalars. Subgroup-matrix loads from storage cost far more (the tuning notes, flashAttention.ts).
 //   - W: the tile's columns × blocks quantization blocks are read as 16- or 8-byte word groups plus their scale (one
 //     step ahead), dequantized without integer → float conversions: (w >> 4s) & 0x000F000F | 0x64006400 is the
 //     f16 pair (1024 + q_s, 1024 + q_{s+4}), minus 1032 that is q − 8 exactly, times the scale (the one rounding,
@@ -734,8 +445,8 @@ const STAGED_S_STRIDE = 16;
 // here (x rows are clamped one by one), but the dispatcher still sends fewer rows to the portable kernel.
 // Epilogue: each result matrix goes through the subgroup's f32 scratch; lanes add the bias, apply GELU and write
 // f16 with row and column bounds. Every workgroup variable is a multiple of 16 bytes (see flashAttention.ts).
-export function stagedSource(t: SubgroupMatrixTiling): string {
-  const L = stagedLayout(t);
+function subgroupMatrixTemplate(t: SubgroupMatrixTiling): string {
+  const L = tilingLayout(t);
   const lines = (count: number, line: (i: number) => string, indent: string) => Array.from({ length: count }, (_, i) => line(i)).join(`\n${indent}`);
   const xPer = L.xUnits / L.threads;
   const wPer = L.wUnits / L.threads;
@@ -809,7 +520,7 @@ const BLOCKS: u32 = ${t.blocks}u;
 const BK: u32 = ${L.bk}u;
 const X_STRIDE: u32 = ${L.stride}u;               // f16
 const W_STRIDE: u32 = ${L.stride}u;               // f16
-const S_STRIDE: u32 = ${STAGED_S_STRIDE}u;                // f32
+const S_STRIDE: u32 = ${SCRATCH_STRIDE}u;                // f32
 const FLAG_BIAS: u32 = 1u;
 const FLAG_GELU: u32 = 2u;
 
@@ -824,7 +535,7 @@ struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad
 
 var<workgroup> xTile: array<f16, ${L.tileM * L.stride}>;    // [TILE_M][X_STRIDE]
 var<workgroup> wTile: array<f16, ${L.tileN * L.stride}>;    // [TILE_N][W_STRIDE]
-var<workgroup> scratch: array<f32, ${(L.threads / 32) * 16 * STAGED_S_STRIDE}>;  // per subgroup [16][S_STRIDE]
+var<workgroup> scratch: array<f32, ${(L.threads / 32) * 16 * SCRATCH_STRIDE}>;  // per subgroup [16][S_STRIDE]
 
 {{EPILOGUE}}
 

@@ -11,6 +11,7 @@
 // One workgroup of 64 invocations owns one (row, q|k|v, head), each invocation a pair of values (neighbours read
 // neighbouring pairs, so loads and stores coalesce); the head's sum of squares is a workgroup reduction.
 
+import { QkvHeadsConfigError, QkvHeadsShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { checkedBinding, recordDispatch, submitAndWait, workgroupSumWgsl } from './dispatch.ts';
 
@@ -56,16 +57,6 @@ export interface QkvHeads {
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: QkvHeadsIO): void;
   /** Encodes, submits and waits: for tests and one-off use. */
   run(io: QkvHeadsIO): Promise<void>;
-}
-
-/** The options cannot run on this device (f16 without shader-f16, an odd head size). */
-export class QkvHeadsConfigError extends Error {
-  override name = 'QkvHeadsConfigError';
-}
-
-/** The buffers or sizes passed to encode() do not match the kernel. */
-export class QkvHeadsShapeError extends Error {
-  override name = 'QkvHeadsShapeError';
 }
 
 const WORKGROUP = 64;

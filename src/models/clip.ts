@@ -4,6 +4,7 @@
 // layer that every layer binds its weights to through `{i}`, and the final LayerNorm with the pooled gather.
 // The encoder layer here is the same pre-LN transformer layer SigLIP's vision tower uses, so siglip.ts reuses it.
 
+import { ClipConfigError } from '../errors/models.ts';
 import { Graph, type BuiltGraph } from './graph.ts';
 import type { OnnxDType } from './onnxProto.ts';
 import { attention, geluTanh, layerNorm, linear, mergeHeads, quickGelu, splitHeads, toFloat32 } from './ops.ts';
@@ -18,13 +19,6 @@ export interface ClipTextConfig {
   vocabSize: number;
   maxPositions: number;
   eosTokenId: number;
-}
-
-export class ClipConfigError extends Error {
-  override name = 'ClipConfigError';
-  constructor(detail: string) {
-    super(`The CLIP text encoder's config.json is not one this app can run: ${detail}. Check that the text_encoder_2 folder holds a CLIPTextModel checkpoint.`);
-  }
 }
 
 function int(json: Record<string, unknown>, key: string, error: (d: string) => Error, min = 1): number {

@@ -1,6 +1,7 @@
 // A small graph-building API over onnxProto: values are names, ops return their output names, and weights are
 // declared as graph inputs bound to checkpoint tensors (so one compiled session serves every block of a kind,
-// and the runtime decides where each weight lives). Describing a graph never runs it.
+// and the runtime decides where each weight lives). Describing a graph never runs it. The same declarations serve
+// weight sets that are not graphs (WeightList: the DiT's block plans, run by our kernels).
 
 import { encodeModel, type AttributeValue, type Dim, type NodeDef, type OnnxDType, type TensorValue, type ValueInfo } from './onnxProto.ts';
 export type { NodeDef };
@@ -25,7 +26,41 @@ export interface WeightBinding {
   dtype: OnnxDType;
 }
 
-export interface BuiltGraph {
+/** Checkpoint-bound weights under a name: a graph's weight inputs, or the weights of a kernel plan (which is no graph). */
+export interface WeightSet {
+  name: string;
+  weights: WeightBinding[];
+}
+
+/** The binding for a weight input and the input's own shape and dtype (4-bit blocks are bytes; scales take `dtype`). */
+function declareWeight(input: string, tensor: string, storedShape: number[], layout: WeightLayout, dtype: OnnxDType, part?: 'blocks' | 'scales'): { binding: WeightBinding; info: ValueInfo } {
+  const blocks = Math.ceil((storedShape[1] ?? 0) / 32);
+  if (part === 'scales') return { binding: { input, tensor, shape: storedShape, layout: 'q4', part, dtype }, info: { name: input, dtype, shape: [storedShape[0] * blocks] } };
+  const shape = layout === 'transpose' ? [storedShape[1], storedShape[0]] : layout === 'q4' ? [storedShape[0], blocks, 16] : storedShape;
+  const stored = layout === 'q4' ? 'uint8' : dtype;
+  return { binding: { input, tensor, shape: storedShape, layout, dtype: stored, ...(layout === 'q4' ? { part: 'blocks' as const } : {}) }, info: { name: input, dtype: stored, shape } };
+}
+
+/** Declares checkpoint-bound weights the way Graph declares its weight inputs, for a weight set that is not a graph. */
+export class WeightList implements WeightSet {
+  readonly weights: WeightBinding[] = [];
+
+  constructor(readonly name: string, readonly dtype: OnnxDType) {}
+
+  /** A weight bound to a checkpoint tensor; returns its name. */
+  weight(input: string, tensor: string, storedShape: number[], layout: WeightLayout = 'asis', dtype: OnnxDType = this.dtype): string {
+    this.weights.push(declareWeight(input, tensor, storedShape, layout, dtype).binding);
+    return input;
+  }
+
+  /** The scales that go with a 'q4' weight, in the activation dtype. */
+  weightScales(input: string, tensor: string, storedShape: number[]): string {
+    this.weights.push(declareWeight(input, tensor, storedShape, 'q4', this.dtype, 'scales').binding);
+    return input;
+  }
+}
+
+export interface BuiltGraph extends WeightSet {
   name: string;
   bytes: Uint8Array;
   inputs: ValueInfo[];
@@ -58,17 +93,17 @@ export class Graph {
 
   /** Declares a weight input bound to a checkpoint tensor; returns the graph value name. */
   weight(input: string, tensor: string, storedShape: number[], layout: WeightLayout = 'asis', dtype: OnnxDType = this.dtype): string {
-    const shape =
-      layout === 'transpose' ? [storedShape[1], storedShape[0]] : layout === 'q4' ? [storedShape[0], Math.ceil(storedShape[1] / 32), 16] : storedShape;
-    this.inputs.push({ name: input, dtype: layout === 'q4' ? 'uint8' : dtype, shape });
-    this.weights.push({ input, tensor, shape: storedShape, layout, dtype: layout === 'q4' ? 'uint8' : dtype, ...(layout === 'q4' ? { part: 'blocks' as const } : {}) });
+    const { binding, info } = declareWeight(input, tensor, storedShape, layout, dtype);
+    this.inputs.push(info);
+    this.weights.push(binding);
     return input;
   }
 
   /** The scales input that goes with a 'q4' weight, in the activation dtype. */
   weightScales(input: string, tensor: string, storedShape: number[]): string {
-    this.inputs.push({ name: input, dtype: this.dtype, shape: [storedShape[0] * Math.ceil(storedShape[1] / 32)] });
-    this.weights.push({ input, tensor, shape: storedShape, layout: 'q4', part: 'scales', dtype: this.dtype });
+    const { binding, info } = declareWeight(input, tensor, storedShape, 'q4', this.dtype, 'scales');
+    this.inputs.push(info);
+    this.weights.push(binding);
     return input;
   }
 

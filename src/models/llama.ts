@@ -6,6 +6,7 @@
 // embedding (128,320 × 4,096, 1 GB in fp16, beyond some devices' largest binding) is not a graph input: the
 // runner reads only the rows of the prompt's ids from the checkpoint, which is exact.
 
+import { LlamaConfigError } from '../errors/models.ts';
 import { Graph, type BuiltGraph } from './graph.ts';
 import { attention, linear, mergeHeads, rmsNorm, silu, splitHeads, toActivation, toFloat32 } from './ops.ts';
 
@@ -19,13 +20,6 @@ export interface LlamaConfig {
   rmsNormEps: number;
   ropeTheta: number;
   vocabSize: number;
-}
-
-export class LlamaConfigError extends Error {
-  override name = 'LlamaConfigError';
-  constructor(detail: string) {
-    super(`The Llama text encoder's config.json is not one this app can run: ${detail}. Check that the text_encoder folder holds the HunyuanVideo Llama (LlamaModel) checkpoint.`);
-  }
 }
 
 function positiveInt(json: Record<string, unknown>, key: string): number {

@@ -3,6 +3,7 @@
 // the post-layernorm; the attention-pooling head is never read (framepack-reference.md §3.3). Three graphs:
 // patchify (a 14×14 stride-14 Conv), one encoder layer shared by every layer through `{i}`, the post-layernorm.
 
+import { SiglipConfigError } from '../errors/models.ts';
 import { Graph, type BuiltGraph } from './graph.ts';
 import { layerNorm, toFloat32 } from './ops.ts';
 import { buildEncoderLayerGraph } from './clip.ts';
@@ -17,13 +18,6 @@ export interface SiglipVisionConfig {
   imageSize: number;
   patchSize: number;
   numChannels: number;
-}
-
-export class SiglipConfigError extends Error {
-  override name = 'SiglipConfigError';
-  constructor(detail: string) {
-    super(`The SigLIP image encoder's config.json is not one this app can run: ${detail}. Check that the image_encoder folder holds a SiglipVisionModel checkpoint.`);
-  }
 }
 
 function int(json: Record<string, unknown>, key: string, fallback?: number): number {

@@ -21,6 +21,7 @@
 //   conv is a single 2-D conv with the kernel summed over time — a third of the work, and no index tensors.
 // The decoder's frames, height and width are symbolic, so one session serves every tile size.
 
+import { VaeConfigError } from '../errors/models.ts';
 import { Graph, type BuiltGraph } from './graph.ts';
 import type { OnnxDType } from './onnxProto.ts';
 import { attention, inputName, linear, silu, toActivation, toFloat32 } from './ops.ts';
@@ -43,13 +44,6 @@ export interface VaeConfig {
 export const VAE_NORM_EPS = 1e-6;
 /** The posterior's log-variance is clamped to this range (diffusers' DiagonalGaussianDistribution). */
 export const LOGVAR_RANGE = [-30, 20] as const;
-
-export class VaeConfigError extends Error {
-  override name = 'VaeConfigError';
-  constructor(detail: string) {
-    super(`The VAE's config.json is not one this app can run: ${detail}. Check that the vae folder holds an AutoencoderKLHunyuanVideo checkpoint.`);
-  }
-}
 
 function int(json: Record<string, unknown>, key: string, fallback?: number): number {
   const v = json[key] ?? fallback;

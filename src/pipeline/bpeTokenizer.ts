@@ -4,10 +4,7 @@
 // part here means one byte table, one merge loop and one regex translation (the reference patterns are written for
 // Oniguruma / Python `regex`, which JavaScript's RegExp does not read verbatim) serve both.
 
-/** Thrown when a tokenizer file is not in a shape this code can read; the message says what was found. */
-export class TokenizerFormatError extends Error {
-  override name = 'TokenizerFormatError';
-}
+import { TokenizerFormatError } from '../errors/pipeline.ts';
 
 /**
  * GPT-2's `bytes_to_unicode`: the printable Latin-1 bytes map to themselves, the other 68 bytes (controls, space,

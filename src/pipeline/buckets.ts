@@ -3,6 +3,7 @@
 // (diffusers_helper/bucket_tools.py, reference §3.1) has a tie-break that decides where a square image lands, so
 // it is reproduced to the letter; the list itself is a parameter because the tiny test model brings its own.
 
+import { BucketError } from '../errors/pipeline.ts';
 import { pythonRound } from './pythonRound.ts';
 
 /** One generation size, in pixels. */
@@ -19,11 +20,6 @@ export const BUCKETS_640: readonly Bucket[] = [
 
 /** The resolution the reference list is drawn for; scaled lists are relative to it. */
 export const REFERENCE_RESOLUTION = 640;
-
-/** Thrown when there is nothing to choose from or the image size is not a size. */
-export class BucketError extends RangeError {
-  override name = 'BucketError';
-}
 
 /**
  * The bucket whose aspect ratio is nearest to h:w, measured as |h·bw − w·bh|. Buckets are visited in order and a

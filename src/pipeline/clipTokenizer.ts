@@ -5,15 +5,8 @@
 // characters and BPE with a `</w>` end-of-word marker. Output is always 77 ids: BOS, at most 75 tokens, EOS, then
 // EOS as padding; the text model pools at the first EOS.
 
-import {
-  applyMerges,
-  buildMergeRanks,
-  byteLevelEncode,
-  PieceCache,
-  TokenizerFormatError,
-  UNICODE_WHITESPACE_CLASS,
-  type MergeRanks,
-} from './bpeTokenizer.ts';
+import { TokenizerFormatError } from '../errors/pipeline.ts';
+import { applyMerges, buildMergeRanks, byteLevelEncode, PieceCache, UNICODE_WHITESPACE_CLASS, type MergeRanks } from './bpeTokenizer.ts';
 
 export const CLIP_BOS_TOKEN = '<|startoftext|>';
 export const CLIP_EOS_TOKEN = '<|endoftext|>';

@@ -4,6 +4,7 @@
 // can plug in the DiT (one call per branch) and the tests can plug in recorded numbers. The arithmetic is float32,
 // operation by operation, as torch does it on float32 tensors.
 
+import { VelocityShapeError } from '../errors/pipeline.ts';
 import { roundToBf16 } from '../weights/dtypes.ts';
 
 /** Which conditioning a DiT pass uses: the prompt (`positive`) or the negative prompt (real CFG only). */
@@ -34,14 +35,6 @@ export interface FmWrapperOptions {
   cfgRescale: number;
   /** Timestep = σ · tScale (the reference's t_scale, 1000). */
   tScale?: number;
-}
-
-/** The velocity model returned something that is not one value per latent. */
-export class VelocityShapeError extends Error {
-  constructor(branch: GuidanceBranch, got: number, want: number) {
-    super(`The ${branch} DiT pass returned ${got} values for ${want} latent values; the model and the latents disagree on the window size.`);
-    this.name = 'VelocityShapeError';
-  }
 }
 
 const f = Math.fround;

@@ -3,12 +3,9 @@
 // The causal VAE turns L latents into 4L − 3 frames (the first latent is one frame, each later one four), and
 // every count below follows from that (framepack-reference.md §7.4, §7.5).
 
+import { FrameCountError } from '../errors/pipeline.ts';
 import { pythonFormatFixed } from './pythonRound.ts';
 import { REFERENCE_FPS, type LoopVariant } from './sectionPlan.ts';
-
-export class FrameCountError extends RangeError {
-  override name = 'FrameCountError';
-}
 
 function checkWhole(what: string, n: number, min: number): void {
   if (!Number.isInteger(n) || n < min) throw new FrameCountError(`${what} must be a whole number ≥ ${min}, got ${n}.`);

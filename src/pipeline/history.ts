@@ -3,13 +3,10 @@
 // the front; F1 APPENDS and reads from the back. These pure functions on [1, C, T, H, W] tensors replay the
 // demos' tensor bookkeeping exactly, so the worker only moves data (framepack-reference.md §7.1, §7.2, §12).
 
+import { HistoryError } from '../errors/pipeline.ts';
 import { decodedLatentsAfterSection, overlapFrames } from './frameCount.ts';
 import { CONTEXT_1X_FRAMES, CONTEXT_2X_FRAMES, CONTEXT_4X_FRAMES, CONTEXT_FRAMES, type LoopVariant } from './sectionPlan.ts';
 import { tensor, type Tensor } from './tensor.ts';
-
-export class HistoryError extends Error {
-  override name = 'HistoryError';
-}
 
 /** Frames [start, end) of a [B, C, T, H, W] tensor along T, bounds clamped to [0, T] like a Python slice. */
 export function sliceFrames(x: Tensor, start: number, end: number = x.shape[2]): Tensor {

@@ -3,6 +3,7 @@
 // costs nothing next to a VAE decode, so the UI can refresh it every step (framepack-reference.md §4.6;
 // hunyuan.vae_decode_fake and the demos' callback).
 
+import { LatentPreviewError } from '../errors/pipeline.ts';
 import type { Tensor } from './tensor.ts';
 
 /** F[c] = [R, G, B] weight of latent channel c. */
@@ -26,10 +27,6 @@ export const LATENT_RGB_FACTORS: readonly (readonly [number, number, number])[] 
 ];
 
 export const LATENT_RGB_BIAS: readonly [number, number, number] = [0.0259, -0.0192, -0.0761];
-
-export class LatentPreviewError extends RangeError {
-  override name = 'LatentPreviewError';
-}
 
 export interface PreviewImage {
   /** T·w: the latent frames side by side. */

@@ -4,15 +4,8 @@
 // taken whole when the file sets `ignore_merges` and the piece is a vocabulary entry, as tiktoken does). Pure code:
 // the caller fetches and parses the file.
 
-import {
-  applyMerges,
-  buildMergeRanks,
-  byteLevelEncode,
-  PieceCache,
-  TokenizerFormatError,
-  translateReferenceRegex,
-  type MergeRanks,
-} from './bpeTokenizer.ts';
+import { TokenizerFormatError } from '../errors/pipeline.ts';
+import { applyMerges, buildMergeRanks, byteLevelEncode, PieceCache, translateReferenceRegex, type MergeRanks } from './bpeTokenizer.ts';
 
 /** One entry of tokenizer.json's `added_tokens`. */
 export interface AddedTokenJson {

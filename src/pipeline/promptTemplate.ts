@@ -4,6 +4,7 @@
 // closing <|eot_id|> (reference §3.4). This module holds that text and the crop rule, so the ids the LLM gets and
 // the slice the DiT gets are decided in one place.
 
+import { PromptTemplateError } from '../errors/pipeline.ts';
 import type { LlamaTokenizer } from './llamaTokenizer.ts';
 
 /** diffusers' DEFAULT_PROMPT_TEMPLATE["template"]; `{}` is where the prompt goes (no spaces between "video." and "2."). */
@@ -21,11 +22,6 @@ export const HUNYUAN_CROP_START = 95;
 
 /** FramePack's encode_prompt_conds max_length: the most prompt tokens (with the closing <|eot_id|>) the DiT gets. */
 export const DEFAULT_PROMPT_MAX_LENGTH = 256;
-
-/** Thrown when the tokenizer does not cut the template where the hard-coded crop expects. */
-export class PromptTemplateError extends Error {
-  override name = 'PromptTemplateError';
-}
 
 const PLACEHOLDER = '{}';
 

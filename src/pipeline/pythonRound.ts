@@ -2,13 +2,7 @@
 // count with it, and JavaScript's Math.round rounds halves up (round(2.5) is 2 in Python, 3 in JavaScript),
 // which would change the number of sections for lengths such as 3.0 s.
 
-/** Thrown where Python's round() would raise: NaN or an infinity has no integer to round to. */
-export class NotRoundableError extends RangeError {
-  override name = 'NotRoundableError';
-  constructor(x: number) {
-    super(`Cannot round ${x} to an integer; pass a finite number (check the video length setting).`);
-  }
-}
+import { NotRoundableError } from '../errors/pipeline.ts';
 
 /** round(x) as Python 3 computes it on the exact binary value of x: halves go to the even neighbour. */
 export function pythonRound(x: number): number {

@@ -5,6 +5,7 @@
 // tables, their 22-bit fixed-point form, the horizontal-then-vertical passes with uint8 rounding in between,
 // and the float32 arithmetic of the normalisations that follow (reference §3.2, §3.3).
 
+import { ImageSizeError } from '../errors/pipeline.ts';
 import type { Tensor } from './tensor.ts';
 import { pythonRound } from './pythonRound.ts';
 
@@ -17,11 +18,6 @@ export interface RgbImage {
 
 /** The Pillow filters FramePack uses: LANCZOS (a = 3) for the bucket resize, BICUBIC (a = −0.5) for SigLIP. */
 export type ResampleFilter = 'lanczos' | 'bicubic';
-
-/** Thrown for an image whose buffer does not match its size, or a size that is not a positive integer. */
-export class ImageSizeError extends RangeError {
-  override name = 'ImageSizeError';
-}
 
 const CHANNELS = 3;
 

@@ -6,6 +6,7 @@
 // float32 rounding included (framepack-reference.md §5.4, §5.5; HunyuanVideoRotaryPosEmbed,
 // pad_for_3d_conv and center_down_sample_3d in diffusers_helper/models/hunyuan_video_packed.py).
 
+import { RopeTableError } from '../errors/pipeline.ts';
 import type { SectionLayout } from './sectionPlan.ts';
 
 export interface RopeConfig {
@@ -21,10 +22,6 @@ export type PackedRopeIndices = Pick<SectionLayout, 'latentIndices' | 'cleanLate
 /** The RoPE pooling of the 2x and 4x context tokens, on the post-patch grid (T, H, W), as in the reference. */
 export const POOL_2X = 2;
 export const POOL_4X = 4;
-
-export class RopeTableError extends RangeError {
-  override name = 'RopeTableError';
-}
 
 /** Reads the RoPE settings out of a DiT config.json (rope_axes_dim, rope_theta). Throws RopeTableError. */
 export function ropeConfigFromDit(config: { rope_axes_dim?: unknown; rope_theta?: unknown }): RopeConfig {

@@ -4,6 +4,7 @@
 // Everything is a pure function of (seconds, latent window size), so the worker, the CLI and the UI's estimates
 // share one plan (framepack-reference.md §7.1, §7.2, §7.5).
 
+import { SectionPlanError } from '../errors/pipeline.ts';
 import { pythonRound } from './pythonRound.ts';
 
 export type LoopVariant = 'original' | 'f1';
@@ -17,10 +18,6 @@ export const CONTEXT_FRAMES = CONTEXT_1X_FRAMES + CONTEXT_2X_FRAMES + CONTEXT_4X
 
 /** The reference's video frame rate; the section count is defined in frames of it. */
 export const REFERENCE_FPS = 30;
-
-export class SectionPlanError extends RangeError {
-  override name = 'SectionPlanError';
-}
 
 /** One section's place on the RoPE time axis, exactly the index tensors the reference passes to the DiT. */
 export interface SectionLayout {

@@ -4,12 +4,9 @@
 // of the reference's whole-video re-encode after each section (framepack-reference.md §7.3,
 // utils.soft_append_bcthw).
 
+import { SoftAppendError } from '../errors/pipeline.ts';
 import { concatFrames, sliceFrames } from './history.ts';
 import type { Tensor } from './tensor.ts';
-
-export class SoftAppendError extends RangeError {
-  override name = 'SoftAppendError';
-}
 
 /**
  * torch.linspace(1, 0, K) in float32 as torch's CPU kernel computes it: step = (0 − 1)/(K − 1) in float32, the

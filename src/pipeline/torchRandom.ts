@@ -12,22 +12,9 @@
 // Sources: aten/src/ATen/core/MT19937RNGEngine.h, CPUGeneratorImpl.cpp, TransformationHelper.h,
 // DistributionsHelper.h, native/cpu/DistributionTemplates.h (normal_kernel, normal_fill_AVX2), native/cpu/avx_mathfun.h.
 
+import { InvalidNoiseShapeError, InvalidSeedError } from '../errors/pipeline.ts';
 import { fmaF32 } from './float32.ts';
 import { numel, type Tensor } from './tensor.ts';
-
-export class InvalidSeedError extends Error {
-  override name = 'InvalidSeedError';
-  constructor(seed: number | bigint) {
-    super(`Seed ${String(seed)} is not usable: torch seeds are whole numbers from -2^63 to 2^64 - 1. Enter a whole number such as 31337.`);
-  }
-}
-
-export class InvalidNoiseShapeError extends Error {
-  override name = 'InvalidNoiseShapeError';
-  constructor(shape: readonly number[]) {
-    super(`Cannot draw noise of shape [${shape.join(', ')}]: every dimension must be a whole number ≥ 0 and the total must fit in memory.`);
-  }
-}
 
 const MT_N = 624;
 const MT_M = 397;

@@ -5,6 +5,7 @@
 // rounded to float32 in the reference's order; driven by the recorded x0 predictions it reproduces the recorded
 // model inputs bit for bit.
 
+import { DenoiserShapeError } from '../errors/pipeline.ts';
 import type { Denoiser } from './fmWrapper.ts';
 import { fmaF32 } from './float32.ts';
 
@@ -17,14 +18,6 @@ export interface UniPCOptions {
   signal?: AbortSignal;
   /** After each step i (0-based): that step's x0 prediction and the current x (the reference's callback). */
   onStep?: (i: number, denoised: Float32Array, x: Float32Array) => void | Promise<void>;
-}
-
-/** The denoiser returned something that is not one value per latent. */
-export class DenoiserShapeError extends Error {
-  constructor(step: number, got: number, want: number) {
-    super(`The denoiser returned ${got} values for ${want} latent values at step ${step}; the model and the latents disagree on the window size.`);
-    this.name = 'DenoiserShapeError';
-  }
 }
 
 const f = Math.fround;

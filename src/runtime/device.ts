@@ -2,7 +2,7 @@
 // this app can use, and describes what it found in words a person understands. The browser passes
 // navigator.gpu; Node passes the `webgpu` package's GPU object (see nodeWebgpu.ts).
 
-import { DeviceLostError, NoAdapterError, NoWebGPUError } from './gpuErrors.ts';
+import { DeviceLostError, NoAdapterError, NoWebGPUError } from '../errors/gpu.ts';
 
 export interface GpuCapabilities {
   vendor: string;

@@ -9,7 +9,6 @@ import { readGpuBuffer } from './device.ts';
 
 export type ExecutionProvider = 'wasm' | 'webgpu';
 export type OrtTensor = ort.Tensor;
-export const OrtTensorClass = ort.Tensor;
 
 export interface OrtSetup {
   /** The device ORT must use on the WebGPU EP (ours, so buffers can be shared). */

@@ -6,7 +6,7 @@
 
 import { cpuTensor, gpuTensor, type OrtTensor } from './ort.ts';
 import type { OnnxDType } from '../models/onnxProto.ts';
-import { GpuOutOfMemoryError } from './gpuErrors.ts';
+import { GpuOutOfMemoryError } from '../errors/gpu.ts';
 
 export interface HostTensor {
   dtype: OnnxDType;

@@ -2,7 +2,7 @@
 // layout the graph wants (transpose for MatMul, 4-bit blocks for MatMulNBits) and the dtype (fp16 on the f16
 // path). One function serves every network, the tiny fixtures and the real checkpoints alike.
 
-import type { BuiltGraph, WeightBinding } from '../models/graph.ts';
+import type { WeightBinding, WeightSet } from '../models/graph.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
 import { f32ToF16 } from '../weights/dtypes.ts';
 import { quantizeQ4, type Q4Weight } from '../weights/quantize.ts';
@@ -58,15 +58,15 @@ export function toHostTensor(binding: WeightBinding, data: Float32Array | Uint8A
 }
 
 /**
- * Every weight input of `graph`, read from `checkpoint` (block `block` for `{i}` names) and laid out for the graph.
- * Quantizes a 4-bit weight once even though it has two inputs (blocks and scales).
- * Throws TensorMissing (from the checkpoint) when a tensor is absent.
+ * Every weight of `set` (a graph's weight inputs, or a block plan's weights), read from `checkpoint` (block `block`
+ * for `{i}` names) and laid out as its bindings say. Quantizes a 4-bit weight once even though it has two entries
+ * (blocks and scales). Throws TensorMissing (from the checkpoint) when a tensor is absent.
  */
-export async function hostWeights(graph: BuiltGraph, checkpoint: Checkpoint, block?: number, key = `${graph.name}/${block ?? ''}`): Promise<HostBlock> {
+export async function hostWeights(set: WeightSet, checkpoint: Checkpoint, block?: number, key = `${set.name}/${block ?? ''}`): Promise<HostBlock> {
   const tensors: Record<string, HostTensor> = {};
   const cache = new Map<string, Float32Array>();
   const quantized = new Map<Float32Array, Q4Weight>();
-  for (const binding of graph.weights) {
+  for (const binding of set.weights) {
     const name = bindingTensorName(binding, block);
     let stored = cache.get(name);
     if (!stored) {
@@ -79,9 +79,9 @@ export async function hostWeights(graph: BuiltGraph, checkpoint: Checkpoint, blo
   return { key, tensors };
 }
 
-/** CPU feeds for every weight input of `graph` (see hostWeights). */
-export async function weightFeeds(graph: BuiltGraph, checkpoint: Checkpoint, block?: number): Promise<Record<string, OrtTensor>> {
-  const host = await hostWeights(graph, checkpoint, block);
+/** CPU feeds for every weight of `set` (see hostWeights). */
+export async function weightFeeds(set: WeightSet, checkpoint: Checkpoint, block?: number): Promise<Record<string, OrtTensor>> {
+  const host = await hostWeights(set, checkpoint, block);
   const feeds: Record<string, OrtTensor> = {};
   for (const [name, t] of Object.entries(host.tensors)) feeds[name] = cpuTensor(t.dtype, t.data, t.dims);
   return feeds;

@@ -1,33 +1,14 @@
-// The page's side of typed errors: the worker sends {name, message, details} (src/worker/serializeError.ts) and
-// this module rebuilds the same classes, so components can tell a full disk from a lost GPU with `instanceof`, and
-// adds the one line of advice that depends on where the user is (which button to press next). Errors made on the
-// page itself (an unreadable image) are defined here too.
+// The page's side of typed errors: the worker sends {name, message, details} (src/worker/serializeError.ts), plus
+// the stack for programming errors, and this module rebuilds the same class from the registry in src/errors/, so
+// components can tell a full disk from a lost GPU with `instanceof`; it also adds the one line of advice that
+// depends on where the user is (which button to press next). The error classes themselves, including those made
+// on the page (an unreadable image, a crashed worker), live in src/errors/, which imports nothing.
 
-import { DeviceLostError, GpuOutOfMemoryError, NoAdapterError, NoWebGPUError } from '../runtime/gpuErrors.ts';
-import { QuotaError } from '../weights/weightCache.ts';
-import { IntegrityError } from '../weights/integrity.ts';
-import { HttpError, HttpFileNotFound, NetworkError } from '../weights/httpSource.ts';
-import { CheckpointFileMissing } from '../weights/checkpoint.ts';
-import { NoVideoEncoderError, UnsupportedVideoCodecError, VideoEncodeError, VideoError, VideoInputError } from '../video/videoErrors.ts';
+import {
+  DeviceLostError, ERROR_CLASSES, GpuOutOfMemoryError, HttpError, IntegrityError, isProgrammingError, NetworkError,
+  NoAdapterError, NoWebGPUError, QuotaError,
+} from '../errors/index.ts';
 import type { SerializedError } from '../worker/protocol.ts';
-
-/** The chosen file is not an image this browser decodes, or its size is outside what the app accepts. */
-export class ImageInputError extends Error {
-  override name = 'ImageInputError';
-}
-
-/** The worker script failed to load or crashed (out of memory in the tab, a blocked script). */
-export class WorkerCrashedError extends Error {
-  override name = 'WorkerCrashedError';
-}
-
-/** Errors defined in worker-only modules, rebuilt as plain Errors that keep their name. */
-const CLASSES: Record<string, { prototype: Error }> = {
-  NoWebGPUError, NoAdapterError, DeviceLostError, GpuOutOfMemoryError,
-  QuotaError, IntegrityError, HttpError, HttpFileNotFound, NetworkError, CheckpointFileMissing,
-  VideoError, NoVideoEncoderError, UnsupportedVideoCodecError, VideoEncodeError, VideoInputError,
-  ImageInputError, WorkerCrashedError,
-};
 
 /** A serialized error as an instance of its original class (when the page knows it), with its details as fields. */
 export function rebuildError(raw: unknown): Error & { details?: Record<string, unknown> } {
@@ -35,11 +16,15 @@ export function rebuildError(raw: unknown): Error & { details?: Record<string, u
   const s: SerializedError = raw && typeof raw === 'object' && 'message' in raw
     ? (raw as SerializedError)
     : { name: 'Error', message: String(raw) };
-  const proto = (CLASSES[s.name] ?? Error).prototype;
+  const proto = (ERROR_CLASSES[s.name] ?? Error).prototype;
   // Object.create skips the constructors, which would rebuild the message from arguments we no longer have.
   const e = Object.create(proto) as Error & { details?: Record<string, unknown> };
   Object.defineProperty(e, 'name', { value: s.name, writable: true, configurable: true });
   Object.defineProperty(e, 'message', { value: s.message, writable: true, configurable: true });
+  // The worker's stack, for the errors only a developer can act on (the worker sends no other).
+  if (typeof s.stack === 'string' && isProgrammingError(s.name)) {
+    Object.defineProperty(e, 'stack', { value: s.stack, writable: true, configurable: true });
+  }
   if (s.details) {
     e.details = s.details;
     for (const [k, v] of Object.entries(s.details)) if (!(k in e)) (e as unknown as Record<string, unknown>)[k] = v;

@@ -3,11 +3,12 @@
 // preview, the video so far, the result, the error). Each generate() gets a request id and only the latest one may
 // change the state, so a late event from an earlier job can never overwrite the current one.
 
+import { WorkerCrashedError } from '../errors/ui.ts';
 import { proxy, wrap, type Remote } from 'comlink';
 import type { FramePackWorkerApi, WorkerOptions } from '../worker/framepackWorker.ts';
 import type { CapabilityReport, GenerateRequest, GenerateResult, LoadEvent, ModelId, ModelStatus, PreviewImage, WorkerEvent } from '../worker/protocol.ts';
-import type { JobStage } from '../worker/engine.ts';
-import { rebuildError, WorkerCrashedError } from './errors.ts';
+import type { JobStage, TransformerReport } from '../worker/engine.ts';
+import { rebuildError } from './errors.ts';
 import { latentFramesAfter, progressDescription } from '../pipeline/frameCount.ts';
 
 export type Phase = 'idle' | 'running' | 'stopping';
@@ -53,6 +54,8 @@ export class FramePackClient {
   #previews = $state(0);
   #video = $state<VideoSoFar | null>(null);
   #result = $state<GenerateResult | null>(null);
+  /** How the transformer ran in the current (or last) job: executor, kernels, dispatches. */
+  #transformer = $state<TransformerReport | null>(null);
   #error = $state<Error | null>(null);
   /** "section:step" of every step event of the current job, in arrival order (the tests read it). */
   #stepLog = $state<string[]>([]);
@@ -87,6 +90,7 @@ export class FramePackClient {
   get previews() { return this.#previews; }
   get video() { return this.#video; }
   get result() { return this.#result; }
+  get transformer() { return this.#transformer; }
   get error() { return this.#error; }
   get stepLog() { return this.#stepLog; }
   /** The reference's line under the bar: "Total generated frames: …, Video length: … seconds (FPS-30). …". */
@@ -223,6 +227,7 @@ export class FramePackClient {
     this.#preview = null;
     this.#previews = 0;
     this.#stepLog = [];
+    this.#transformer = null;
     this.#sectionTimes = [];
     if (this.#video) URL.revokeObjectURL(this.#video.url);
     this.#video = null;
@@ -263,6 +268,9 @@ export class FramePackClient {
         if (this.#phase !== 'stopping') {
           this.#stageText = `Section ${e.section + 1} of ${e.sections} done: ${e.frames} frames (${e.seconds.toFixed(2)} s) so far.`;
         }
+        break;
+      case 'transformer':
+        this.#transformer = e.report;
         break;
       case 'video':
         this.#now = performance.now();

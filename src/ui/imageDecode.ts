@@ -3,7 +3,7 @@
 // PIL-exact code, so the page and the CLI feed identical pixels to the model. Sizes are checked before the pixels
 // are copied, so a wrong file costs nothing and the message says what would work.
 
-import { ImageInputError } from './errors.ts';
+import { ImageInputError } from '../errors/ui.ts';
 
 /** Smaller than this on a side and there is nothing left to animate (the tiny model's smallest bucket is 64 px). */
 export const MIN_SIDE = 64;

@@ -2,7 +2,7 @@
 // (framepack-reference.md §11), and its translation into the worker's GenerateRequest. The gallery stores a
 // snapshot of it, so a past result can be run again exactly.
 
-import { DEFAULT_SETTINGS, type JobSettings, type ModelVariant } from '../worker/engine.ts';
+import { DEFAULT_SETTINGS, type JobSettings, type ModelVariant } from '../pipeline/jobSettings.ts';
 import type { GenerateRequest, ModelId } from '../worker/protocol.ts';
 import { findNearestScaledBucket, type Bucket } from '../pipeline/buckets.ts';
 import { sectionCount } from '../pipeline/sectionPlan.ts';

@@ -4,11 +4,8 @@
 // The encoder then wants YUV 4:2:0: we convert ourselves with BT.601 limited-range coefficients (what libswscale
 // uses for the reference's rgb24 → yuv420p step) instead of leaving the matrix to each browser's RGBA path.
 
+import { FrameConvertError } from '../errors/video.ts';
 import type { Tensor } from '../pipeline/tensor.ts';
-
-export class FrameConvertError extends RangeError {
-  override name = 'FrameConvertError';
-}
 
 /**
  * One pixel value in [−1, 1] (anything outside is clamped) to uint8 as torch computes

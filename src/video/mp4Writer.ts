@@ -6,7 +6,7 @@
 import { ArrayBufferTarget, Muxer } from 'mp4-muxer';
 import { checkEvenSize, i420Size, rgbaToI420 } from './frameConvert.ts';
 import { chooseEncoder, DEFAULT_CRF, VIDEO_FPS, type EncoderChoice, type VideoCodecFamily } from './videoCodec.ts';
-import { VideoEncodeError, VideoInputError } from './videoErrors.ts';
+import { VideoEncodeError, VideoInputError } from '../errors/video.ts';
 
 export { qualityToEncoderSettings } from './videoCodec.ts';
 

@@ -11,7 +11,7 @@ import { appendStreaming, prependStreaming, startStreaming, type StreamingJoin }
 import type { Tensor } from '../pipeline/tensor.ts';
 import { framesToRgba, videoDims } from './frameConvert.ts';
 import { FrameEncoder, type EncodedRun, type EncoderOptions } from './mp4Writer.ts';
-import { VideoInputError } from './videoErrors.ts';
+import { VideoInputError } from '../errors/video.ts';
 
 /** What the assembler needs from an encoder; FrameEncoder in the browser, a stand-in in Node tests. */
 export interface RunEncoder {

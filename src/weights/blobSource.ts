@@ -2,7 +2,8 @@
 // Blob.slice is lazy, so a 10 GB local shard is converted tensor by tensor exactly like one fetched over HTTP,
 // and the same conversion and cache code serves both. Works in Node 20+ too, which has Blob and File.
 
-import { CheckpointFileMissing, type FolderSource } from './checkpoint.ts';
+import { CheckpointFileMissing } from '../errors/weights.ts';
+import type { FolderSource } from './checkpoint.ts';
 import type { ByteSource } from './safetensors.ts';
 
 export function blobSource(blob: Blob, name = blob instanceof File ? blob.name : 'blob'): ByteSource {

@@ -2,24 +2,11 @@
 // listed in `*.safetensors.index.json` (weight_map: tensor name → shard file). Opening one reads only headers;
 // tensors are fetched one at a time, so the same code serves a 96-pixel test model and the 25 GB transformer.
 
+import { CheckpointFileMissing, TensorMissing } from '../errors/weights.ts';
 import { readHeader, readTensorBytes, toFloat32, viewAs, type ByteSource, type SafetensorsHeader, type TensorData, type TensorInfo } from './safetensors.ts';
 
 /** Opens a file of the checkpoint folder by its relative name; throws CheckpointFileMissing if absent. */
 export type FolderSource = (file: string) => Promise<ByteSource>;
-
-export class CheckpointFileMissing extends Error {
-  override name = 'CheckpointFileMissing';
-  constructor(readonly file: string, where: string) {
-    super(`The model file ${file} was not found in ${where}. Check the model folder or download the model again.`);
-  }
-}
-
-export class TensorMissing extends Error {
-  override name = 'TensorMissing';
-  constructor(readonly tensor: string, where: string) {
-    super(`The checkpoint at ${where} has no tensor named ${tensor}; it is not the model this app expects.`);
-  }
-}
 
 export interface CheckpointTensor extends TensorInfo {
   file: string;

@@ -6,9 +6,11 @@
 // fetched again). Before any transfer it checks the storage quota where the browser reveals it (Chromium reports a
 // fixed figure instead, so there the first refused write says what is missing) and asks for persistent storage.
 
+import { QuotaError } from '../errors/weights.ts';
+import { CHROMIUM_STATIC_HEADROOM } from '../pipeline/storageQuota.ts';
 import { openCheckpoint, type CheckpointTensor, type FolderSource } from './checkpoint.ts';
 import { streamTensors, type ByteSource, type SafetensorsHeader } from './safetensors.ts';
-import { QuotaError, type ConvertedTensor, type WeightStore } from './weightCache.ts';
+import type { ConvertedTensor, WeightStore } from './weightCache.ts';
 
 /** Turns one source tensor into what the app stores (identity, fp16, 4-bit packed + scales…). */
 export type Converter = (info: CheckpointTensor, bytes: Uint8Array) => ConvertedTensor[] | Promise<ConvertedTensor[]>;
@@ -78,14 +80,7 @@ function watched(src: ByteSource, onRead: (end: number) => void): ByteSource {
   };
 }
 
-/**
- * Chromium reports `quota = usage + 10 GiB` whatever the real limit (kStaticStorageQuota, on by default in current
- * Chromium — measured in 156 — because the real quota would let pages detect incognito windows). That figure is no
- * limit, so it yields null (unknown), and the first refused write reports the shortage instead.
- */
-export const CHROMIUM_STATIC_HEADROOM = 10 * 1024 ** 3;
-
-/** Bytes the origin may still store, or null when the browser does not say. */
+/** Bytes the origin may still store, or null when the browser does not say (see CHROMIUM_STATIC_HEADROOM). */
 export async function availableBytes(storage: StorageLike): Promise<number | null> {
   const { quota, usage = 0 } = await storage.estimate();
   if (quota === undefined || quota - usage === CHROMIUM_STATIC_HEADROOM) return null;

@@ -4,7 +4,8 @@
 // retried with exponential backoff, and a transfer cut in the middle of a range is resumed from the byte where it
 // stopped; what cannot be fixed by retrying becomes a typed error whose message says what to do.
 
-import { CheckpointFileMissing, type FolderSource } from './checkpoint.ts';
+import { HttpError, HttpFileNotFound, NetworkError } from '../errors/weights.ts';
+import type { FolderSource } from './checkpoint.ts';
 import type { ByteSource } from './safetensors.ts';
 
 export interface HttpSourceOptions {
@@ -22,32 +23,6 @@ export interface HttpSourceOptions {
   wholeFileBytes?: number;
   /** Largest file accepted from a server that ignores Range (answers 200 with the whole file); default 64 MiB. */
   maxIgnoredRangeBytes?: number;
-}
-
-/** The server answered with a status that retrying will not fix (or a 5xx that persisted through every retry). */
-export class HttpError extends Error {
-  override name = 'HttpError';
-  constructor(readonly url: string, readonly status: number, message: string) {
-    super(message);
-  }
-}
-
-/** 404: a CheckpointFileMissing (so openCheckpoint can probe for an index file) that also carries the URL. */
-export class HttpFileNotFound extends CheckpointFileMissing {
-  override name = 'HttpFileNotFound';
-  readonly status = 404;
-  constructor(file: string, readonly url: string) {
-    super(file, url);
-    this.message = `The file ${file} was not found at ${url} (HTTP 404): check the repository name, subfolder and revision.`;
-  }
-}
-
-/** The network failed (no connection, connection reset, transfer cut) on every attempt. */
-export class NetworkError extends Error {
-  override name = 'NetworkError';
-  constructor(readonly url: string, detail: string, options?: { cause?: unknown }) {
-    super(`Could not download ${url} (${detail}): check your connection and start again; the download resumes where it stopped.`, options);
-  }
 }
 
 function statusError(url: string, status: number, attempts: number): HttpError {

@@ -21,17 +21,11 @@ export interface HubComponent {
 }
 
 export type ComponentName = keyof typeof manifest.components;
-export type HubModel = keyof typeof manifest.models;
 
 export const HUGGING_FACE = 'https://huggingface.co';
 
 export function hubComponent(name: ComponentName): HubComponent {
   return manifest.components[name] as HubComponent;
-}
-
-/** The components (networks, tokenizers, preprocessor) one model needs, in the order a job uses them. */
-export function hubModelComponents(model: HubModel): ComponentName[] {
-  return manifest.models[model] as ComponentName[];
 }
 
 /** `{endpoint}/{repo}/resolve/{revision}/{subfolder}/` — the folder every file of a component is under. */

@@ -4,14 +4,6 @@
 // polynomial) because it catches every burst error up to 32 bits, has standard test vectors, and a
 // slicing-by-8 table version runs at roughly a gigabyte per second in JavaScript.
 
-/** A cached chunk's bytes no longer match the checksum written with them. */
-export class IntegrityError extends Error {
-  override name = 'IntegrityError';
-  constructor(readonly model: string, readonly tensor: string, detail: string) {
-    super(`The cached model ${model} is damaged (${tensor}: ${detail}); delete it and download it again.`);
-  }
-}
-
 // Eight 256-entry tables: table k maps a byte to its CRC contribution k bytes further on (slicing-by-8).
 const TABLES: Uint32Array[] = (() => {
   const t = Array.from({ length: 8 }, () => new Uint32Array(256));

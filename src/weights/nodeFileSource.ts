@@ -1,10 +1,11 @@
 // Byte sources over the local file system, for Node only (CLI, tests, benchmarks). The browser build never
 // imports this file; it reads Blobs and HTTP ranges instead.
 
+import { CheckpointFileMissing } from '../errors/weights.ts';
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ByteSource } from './safetensors.ts';
-import { CheckpointFileMissing, type FolderSource } from './checkpoint.ts';
+import type { FolderSource } from './checkpoint.ts';
 
 export function nodeFileSource(path: string): ByteSource {
   let sizeCache: number | null = null;

@@ -2,6 +2,7 @@
 // One reader serves the test fixtures, the bundled tiny model and the real sharded checkpoints, so it never
 // needs the whole file in memory: the header is read first, then each tensor's bytes on demand or in order.
 
+import { SafetensorsFormatError } from '../errors/weights.ts';
 import { bf16ToF32, f16ToF32 } from './dtypes.ts';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -34,13 +35,6 @@ export interface ByteSource {
   readonly name: string;
   size(): Promise<number>;
   read(offset: number, length: number): Promise<Uint8Array>;
-}
-
-export class SafetensorsFormatError extends Error {
-  override name = 'SafetensorsFormatError';
-  constructor(file: string, detail: string) {
-    super(`${file} is not a valid safetensors file: ${detail}. Delete it and download it again.`);
-  }
 }
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024; // the format's own limit

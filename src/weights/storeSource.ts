@@ -6,15 +6,11 @@
 // tensor by tensor from the store (each read checked by the store's CRC). Shards of the source collapse into one
 // file; the engine cannot tell, because openCheckpoint finds no index and reads the single file.
 
-import { CheckpointFileMissing, type FolderSource } from './checkpoint.ts';
+import { CheckpointFileMissing, StoredModelError } from '../errors/weights.ts';
+import type { FolderSource } from './checkpoint.ts';
 import { fileSourceName } from './download.ts';
 import { DTYPE_BYTES, type ByteSource } from './safetensors.ts';
 import type { StoredTensor, WeightStore } from './weightCache.ts';
-
-/** The stored model is missing, unfinished, or holds something a safetensors file cannot describe. */
-export class StoredModelError extends Error {
-  override name = 'StoredModelError';
-}
 
 export interface StoredFolderOptions {
   /** Name the runners ask for, e.g. `model.safetensors`; null for a folder of files only (tokenizers). */

@@ -8,7 +8,8 @@
 // Callers see the `WeightStore` interface only, so the CLI can keep the same records in a directory.
 
 import { createStore, promisifyRequest, type UseStore } from 'idb-keyval';
-import { crc32, IntegrityError } from './integrity.ts';
+import { IntegrityError, QuotaError } from '../errors/weights.ts';
+import { crc32 } from './integrity.ts';
 
 /** One converted tensor as the converter hands it over (4-bit weights may yield several: packed, scales…). */
 export interface ConvertedTensor {
@@ -69,21 +70,6 @@ export interface WeightStore {
   readTensor(id: string, name: string): Promise<Uint8Array>;
   listModels(): Promise<ModelSummary[]>;
   deleteModel(id: string): Promise<void>;
-}
-
-/** Storage is full, or would be: says how much is needed and what the user can do. */
-export class QuotaError extends Error {
-  override name = 'QuotaError';
-  constructor(readonly neededBytes: number, readonly availableBytes: number | null, what = 'This model') {
-    super(`${what} needs ${formatBytes(neededBytes)} of browser storage, but ${availableBytes === null ? 'the browser refused to store more' : `only ${formatBytes(availableBytes)} is available`}. Free disk space or delete other cached models, then start again (private windows allow much less storage).`);
-  }
-}
-
-/** Sizes as people read them: "14.2 GB", "3.9 MB" (decimal units, like the browser's storage settings). */
-export function formatBytes(bytes: number): string {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(1)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
-  return `${Math.ceil(bytes / 1e3)} kB`;
 }
 
 /** The few key-value operations the store needs; IndexedDB and a Map provide them, a directory could too. */

@@ -4,6 +4,7 @@
 // after every section. It runs inside the Web Worker (framepackWorker.ts exposes it over comlink) but needs
 // nothing from the worker itself, so tests can also use it in a page.
 
+import { JobBusyError, JobStopped } from '../errors/engine.ts';
 import { runJob, type JobEvent, type JobSettings, type RuntimeChoice } from './engine.ts';
 import { openModelSource, type Component, type ModelSource } from './modelPackage.ts';
 import type { FrameSink } from './framepackLoop.ts';
@@ -33,19 +34,6 @@ export interface BrowserApiOptions {
   maxGpuBufferBytes?: number;
   /** Activation dtype instead of the adapter's best (fp16 with shader-f16, else fp32). */
   dtype?: 'float32' | 'float16';
-}
-
-/** A second generate() while one runs. */
-export class JobBusyError extends Error {
-  override name = 'JobBusyError';
-  constructor() {
-    super('A video is already being generated. Stop it, or wait until it is done, then start again.');
-  }
-}
-
-/** Why a job ended early at the user's request; never shown as a failure. */
-class JobStopped extends Error {
-  override name = 'JobStopped';
 }
 
 /** The parts of a model in the order a job needs them, so an interrupted download has the early stages ready. */
@@ -198,7 +186,8 @@ export class BrowserFramePack implements FramePackApi {
       const runtime: RuntimeChoice = {
         provider: 'webgpu',
         dtype: this.options.dtype ?? (ctx.capabilities.shaderF16 ? 'float16' : 'float32'),
-        quantized: request.model !== 'tiny',
+        // The tiny model runs the users' path too: 4-bit weights through the block plans on our kernels.
+        quantized: true,
         transformerBudgetBytes: request.transformerBudgetBytes,
         device: ctx.device,
         maxStorageBufferBindingSize: limit,

@@ -6,7 +6,8 @@
 import type { Tensor } from '../pipeline/tensor.ts';
 import type { RgbImage } from '../pipeline/resize.ts';
 import { resizeAndCenterCrop, siglipPixelValues, vaeInputPixels } from '../pipeline/resize.ts';
-import { findNearestBucket, type Bucket } from '../pipeline/buckets.ts';
+import { findNearestBucket } from '../pipeline/buckets.ts';
+import type { JobSettings } from '../pipeline/jobSettings.ts';
 import { LlamaTokenizer } from '../pipeline/llamaTokenizer.ts';
 import { ClipTokenizer } from '../pipeline/clipTokenizer.ts';
 import { encodeLlamaPrompt } from '../pipeline/promptTemplate.ts';
@@ -24,43 +25,8 @@ import { sectionVelocityModel, type Conditioning } from './ditSection.ts';
 import { runFramePackLoop, type FrameSink } from './framepackLoop.ts';
 import { componentFolder, openComponent, readText, type ModelSource } from './modelPackage.ts';
 
-export type ModelVariant = 'original' | 'f1';
-
-/** Everything a person chooses for one job (the reference UI's controls, §11). */
-export interface JobSettings {
-  prompt: string;
-  /** Used only when cfg > 1, as in the reference. */
-  negativePrompt: string;
-  variant: ModelVariant;
-  seed: number;
-  seconds: number;
-  steps: number;
-  distilledGuidance: number;
-  cfg: number;
-  cfgRescale: number;
-  teacache: boolean;
-  teacacheThreshold: number;
-  /** null: the model's own window (9 for the reference). */
-  latentWindow: number | null;
-  /** A generation size from the model's buckets, or null for the one nearest the image's aspect. */
-  bucket: Bucket | null;
-}
-
-export const DEFAULT_SETTINGS: JobSettings = {
-  prompt: '',
-  negativePrompt: '',
-  variant: 'original',
-  seed: 31337,
-  seconds: 5,
-  steps: 25,
-  distilledGuidance: 10,
-  cfg: 1,
-  cfgRescale: 0,
-  teacache: true,
-  teacacheThreshold: 0.15,
-  latentWindow: null,
-  bucket: null,
-};
+// The settings and their defaults live in pipeline/ so the page can use them without importing this engine.
+export { DEFAULT_SETTINGS, type JobSettings, type ModelVariant } from '../pipeline/jobSettings.ts';
 
 export interface RuntimeChoice {
   provider: ExecutionProvider;
@@ -80,7 +46,20 @@ export type JobEvent =
   | { type: 'stage'; stage: JobStage; message: string }
   | { type: 'plan'; sections: number; frames: number; width: number; height: number; fps: number }
   | { type: 'step'; section: number; sections: number; step: number; steps: number; etaMs: number | null; preview: PreviewImage }
-  | { type: 'section'; section: number; sections: number; frames: number; seconds: number };
+  | { type: 'section'; section: number; sections: number; frames: number; seconds: number }
+  /** How the transformer ran so far (after every section): its blocks' executor and kernels, and what it dispatched. */
+  | { type: 'transformer'; report: TransformerReport };
+
+export interface TransformerReport {
+  executor: 'webgpu' | 'cpu';
+  /** The kernel serving each kind of block stage, e.g. linear 'q4/subgroup-matrix'. */
+  kernels: Record<'linear' | 'adaParams' | 'attention', string>;
+  /** Dispatches per kind of kernel (models/ditBlocks.ts planDispatches names them). */
+  dispatches: { linear: number; adaParams: number; attention: number; fused: number };
+  /** DiT calls, and those that ran the blocks (the rest TeaCache skipped). */
+  calls: number;
+  blockCalls: number;
+}
 
 export interface JobInput {
   image: RgbImage;
@@ -187,6 +166,10 @@ export async function runJob(
     let last = performance.now();
     const totalSteps = sections * s.steps;
     let sectionsDone = 0;
+    const calls = { all: 0, blocks: 0 };
+    const report = (): TransformerReport => ({
+      executor: dit.blocks.executor, kernels: { ...dit.blocks.kernels }, dispatches: { ...dit.blocks.dispatches }, calls: calls.all, blockCalls: calls.blocks,
+    });
     await runFramePackLoop(
       { variant: s.variant, sections, latentWindow, steps: s.steps, seed: s.seed, cfg: s.cfg, cfgRescale: s.cfgRescale, referenceDtype },
       startLatent,
@@ -195,7 +178,13 @@ export async function runJob(
           sectionVelocityModel(dit, layout, context, latentShape, {
             positive: { ...positive, imageEmbeddings },
             negative: negative ? { ...negative, imageEmbeddings } : undefined,
-          }, { guidance, steps: s.steps, teacacheThreshold: s.teacache ? s.teacacheThreshold : null, signal }),
+          }, {
+            guidance, steps: s.steps, teacacheThreshold: s.teacache ? s.teacacheThreshold : null, signal,
+            onCall(_branch, computed) {
+              calls.all++;
+              if (computed) calls.blocks++;
+            },
+          }),
         decode: async (latents) => {
           onEvent({ type: 'stage', stage: 'decode', message: 'VAE decoding …' });
           return vae.decodeLatents(latents);
@@ -207,6 +196,7 @@ export async function runJob(
           sectionsDone = k + 1;
           const frames = videoFramesAfter(s.variant, sectionsDone, sections, latentWindow);
           onEvent({ type: 'section', section: k, sections, frames, seconds: frames / pkg.fps });
+          onEvent({ type: 'transformer', report: report() });
         },
       },
       {

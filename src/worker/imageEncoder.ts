@@ -3,16 +3,13 @@
 // app, the CLI and check-reference use: patchify, then one layer session per encoder layer with that layer's
 // weights, then the post-layernorm; the pooling head's weights are never read.
 
+import { PixelValuesShapeError } from '../errors/engine.ts';
 import { buildSiglipVision, parseSiglipVisionConfig, siglipTokens, type SiglipGraphs } from '../models/siglip.ts';
 import type { Tensor } from '../pipeline/tensor.ts';
 import { createSession } from '../runtime/ort.ts';
 import { weightFeeds } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
 import { activationFeed, checkpointPrefix, createLayerStack, disposeIfGpu, readFloat32, type EncoderOptions } from './textEncoders.ts';
-
-export class PixelValuesShapeError extends RangeError {
-  override name = 'PixelValuesShapeError';
-}
 
 export interface SiglipImageEncoder {
   graphs: SiglipGraphs;

@@ -2,6 +2,7 @@
 // official Hugging Face repositories) plus the settings no Hugging Face file holds — resolution buckets, SigLIP
 // input size, latent window, the Llama crop — read from a `framepack.json` beside them.
 
+import { ModelPackageError } from '../errors/engine.ts';
 import { BUCKETS_640, type Bucket } from '../pipeline/buckets.ts';
 import { HUNYUAN_CROP_START } from '../pipeline/promptTemplate.ts';
 import { openCheckpoint, type Checkpoint, type FolderSource } from '../weights/checkpoint.ts';
@@ -18,10 +19,6 @@ export interface ModelPackage {
   latentWindow: number;
   fps: number;
   llamaCropStart: number;
-}
-
-export class ModelPackageError extends Error {
-  override name = 'ModelPackageError';
 }
 
 const COMPONENTS: Component[] = ['transformer', 'text_encoder', 'tokenizer', 'text_encoder_2', 'tokenizer_2', 'vae', 'image_encoder', 'feature_extractor'];

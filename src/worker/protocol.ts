@@ -90,6 +90,8 @@ export interface SerializedError {
   name: string;
   message: string;
   details?: Record<string, unknown>;
+  /** The worker's stack, sent only for programming errors (src/errors/index.ts, PROGRAMMING_ERRORS). */
+  stack?: string;
 }
 
 export interface FramePackApi {

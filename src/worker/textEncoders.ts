@@ -5,6 +5,8 @@
 // stream on the GPU between layers on WebGPU. The Llama token embedding is looked up here on the CPU, reading
 // only the prompt's rows from the checkpoint: exact, and the 1 GB table never becomes a GPU binding.
 
+import { TensorMissing } from '../errors/weights.ts';
+import { TokenIdsError } from '../errors/engine.ts';
 import type { BuiltGraph } from '../models/graph.ts';
 import { buildClipText, clipPooledPosition, parseClipTextConfig, type ClipGraphs } from '../models/clip.ts';
 import { buildLlama, parseLlamaConfig, type LlamaGraphs } from '../models/llama.ts';
@@ -12,7 +14,7 @@ import { axisFrequencies } from '../pipeline/ropeTables.ts';
 import type { Tensor } from '../pipeline/tensor.ts';
 import { cpuTensor, createSession, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
 import { weightFeeds } from '../runtime/weightFeeds.ts';
-import { TensorMissing, type Checkpoint } from '../weights/checkpoint.ts';
+import type { Checkpoint } from '../weights/checkpoint.ts';
 import { f16ToF32, f32ToF16 } from '../weights/dtypes.ts';
 import { DTYPE_BYTES, toFloat32 } from '../weights/safetensors.ts';
 
@@ -22,10 +24,6 @@ export interface EncoderOptions {
   dtype: 'float32' | 'float16';
   /** 4-bit MatMulNBits weights for the layers' linears. */
   quantized?: boolean;
-}
-
-export class TokenIdsError extends RangeError {
-  override name = 'TokenIdsError';
 }
 
 /**

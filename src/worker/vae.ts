@@ -4,10 +4,11 @@
 // spatial tiles (256 px every 192, 64 px blend) when one temporal tile would need a tensor larger than the GPU can
 // bind. The reference's high-VRAM mode never tiles spatially, so small inputs are decoded whole.
 
+import { VaeInputError } from '../errors/engine.ts';
 import type { BuiltGraph } from '../models/graph.ts';
 import { buildVaeDecoder, buildVaeEncoder, decodedFrames, decoderPeakBytes, encoderPeakBytes, parseVaeConfig, type VaeConfig } from '../models/vae.ts';
 import { numel, strides, type Tensor } from '../pipeline/tensor.ts';
-import { GpuOutOfMemoryError } from '../runtime/gpuErrors.ts';
+import { GpuOutOfMemoryError } from '../errors/gpu.ts';
 import { createSession, cpuTensor, tensorData, type ExecutionProvider, type GraphSession, type OrtTensor } from '../runtime/ort.ts';
 import { weightFeeds } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
@@ -66,11 +67,6 @@ export interface Vae {
   /** FramePack's vae_decode: scaled latents (the sampler's) ÷ scaling_factor, then decode. */
   decodeLatents(latents: Tensor, onProgress?: (p: DecodeProgress) => void): Promise<Tensor>;
   release(): Promise<void>;
-}
-
-/** A tensor of the wrong shape handed to encode/decode: a caller's bug, never the user's. */
-export class VaeInputError extends Error {
-  override name = 'VaeInputError';
 }
 
 /** One graph with its session and weight feeds, made on first use. */

@@ -2,15 +2,19 @@
 // by `vite preview` (playwright.config.ts): the bundled tiny model, an uploaded PNG, two sections. What is checked
 // comes from outside the app: ffprobe reads the downloaded MP4 (H.264, 30 fps, the reference formula's frame count),
 // ffmpeg decodes it and its frames are compared (PSNR) with the frames the CLI writes for the same job and seed
-// through the same engine (on ORT's wasm EP); the network log shows that a second run reads the
+// through the same engine (the same 4-bit weights, the block plans on the CPU executor); the page's transformer
+// report shows that every block ran through the plan's kernels, dispatch for dispatch; the network log shows that a second run reads the
 // model from IndexedDB, and Stop keeps the finished section. Bad inputs are in appErrors.spec.ts. It also writes the
 // README's screenshots of the empty, generating and done states (docs/screenshot-*.png).
 
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { videoFramesAfter } from '../../src/pipeline/frameCount.ts';
+import { buildDiT, parseDiTConfig } from '../../src/models/dit.ts';
+import { forwardDispatches, planDispatches, stagesFor, TEACACHE_PROBE } from '../../src/models/ditBlocks.ts';
+import type { TransformerReport } from '../../src/worker/engine.ts';
 import { attr, fillJob as fill, JOB, JOB_TIMEOUT, progress, ROOT, screenshot, waitIdle, workDir, writeStartImage } from './appHelpers.ts';
 
 const WORK = workDir('app-e2e');
@@ -48,16 +52,16 @@ function psnr(a: Buffer[], b: Buffer[]): { video: number; worstFrame: number } {
 }
 
 /**
- * The CLI on the same job: the same engine on ORT's wasm EP (the fp32 CPU path; the browser runs WebGPU on
- * SwiftShader, so the comparison also checks one backend against the other), frames written as Y4M. The CLI on
- * SwiftShader in Node gives the same frames but took over half an hour beside the browser on two cores.
+ * The CLI on the same job: the same engine and 4-bit weights with the DiT's block plans on the CPU executor and the
+ * other networks on ORT's wasm EP (the browser runs WebGPU on SwiftShader, so the comparison also checks one backend
+ * against the other), frames written as Y4M.
  */
 function runCli(out: string): Promise<{ code: number; log: string; seconds: number }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['scripts/run-node.mjs', 'src/cli/generate.ts', '--', '--model', 'public/models/tiny', '--image', IMAGE,
       '--prompt', JOB.prompt, '--seconds', JOB.seconds, '--seed', JOB.seed, '--steps', String(JOB.steps), '--out', out,
-      '--provider', 'wasm', '--dtype', 'float32'], { cwd: ROOT });
+      '--provider', 'wasm', '--dtype', 'float32', '--q4'], { cwd: ROOT });
     let log = '';
     child.stdout.on('data', (d) => { log += d; });
     child.stderr.on('data', (d) => { log += d; });
@@ -134,6 +138,23 @@ test.describe.serial('one job end to end, then from the cache with Stop', () => 
     for (let i = 1; i < seen.length; i++) expect(seen[i][0] * 100 + seen[i][1]).toBeGreaterThan(seen[i - 1][0] * 100 + seen[i - 1][1]);
     expect(await page.getByRole('progressbar', { name: 'Job progress' }).getAttribute('value')).toBe('100');
 
+    // The transformer ran every block through the 4-bit plan on our kernels: the dispatches the page reports are
+    // exactly what the plans (built here from the tiny config) make for the calls that ran the blocks, plus
+    // TeaCache's probe (the dual plan's first image stages) on every call.
+    const report = JSON.parse(await attr(page, 'transformer')) as TransformerReport;
+    const config = parseDiTConfig(JSON.parse(readFileSync(join(ROOT, 'public/models/tiny/transformer/config.json'), 'utf8')) as Record<string, unknown>);
+    const plans = buildDiT(config, { quantized: true }).blocks;
+    const perCall = forwardDispatches(config, plans);
+    const perProbe = planDispatches({ ...plans.dual, stages: stagesFor(plans.dual, TEACACHE_PROBE) });
+    expect(report.executor).toBe('webgpu');
+    expect(report.kernels).toEqual({ linear: 'q4/portable', adaParams: 'q4/portable', attention: 'portable' });
+    expect(report.calls).toBe(SECTIONS * JOB.steps);
+    expect(report.blockCalls).toBeGreaterThanOrEqual(SECTIONS); // each section's first step computes
+    for (const key of ['linear', 'adaParams', 'attention', 'fused'] as const) {
+      expect(report.dispatches[key], key).toBe(report.blockCalls * perCall[key] + report.calls * perProbe[key]);
+    }
+    await expect(page.getByTestId('transformer-report')).toContainText('our WebGPU kernels');
+
     await expect(page.getByTestId('video')).toBeVisible();
     await screenshot(page, 'done');
     const mp4 = await downloadMp4(page, 'app.mp4');
@@ -149,7 +170,7 @@ test.describe.serial('one job end to end, then from the cache with Stop', () => 
     const want = rgbFrames(cliOut, probe.width, probe.height);
     expect(want.length).toBe(frames);
     const q = psnr(got, want);
-    console.log(`app job: ${browserSeconds.toFixed(0)} s in the browser (CLI beside it: ${done.seconds.toFixed(0)} s); MP4 ${mp4.bytes} bytes, ` +
+    console.log(`app job: ${browserSeconds.toFixed(0)} s in the browser (CLI beside it: ${done.seconds.toFixed(0)} s); transformer ${JSON.stringify(report)}; MP4 ${mp4.bytes} bytes, ` +
       `${probe.codec_name} ${probe.width}×${probe.height} ${probe.r_frame_rate} fps, ${probe.nb_read_frames} frames; ` +
       `PSNR against the CLI's frames ${q.video.toFixed(2)} dB (worst frame ${q.worstFrame.toFixed(2)} dB)`);
     expect(q.video).toBeGreaterThanOrEqual(35);

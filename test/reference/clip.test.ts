@@ -1,6 +1,7 @@
 // The CLIP text encoder against the reference fixtures (every `clip_pooled` case): pooler_output and
 // last_hidden_state through the product runner on the wasm EP and on WebGPU (SwiftShader) in fp32, the 4-bit
 // path's error, the pooled-token rule, and the real config consuming exactly the real checkpoint's tensors.
+import { TokenIdsError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import type { ExecutionProvider } from '../../src/runtime/ort.ts';
 import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
 import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
-import { checkpointPrefix, createClipTextEncoder, TokenIdsError } from '../../src/worker/textEncoders.ts';
+import { checkpointPrefix, createClipTextEncoder } from '../../src/worker/textEncoders.ts';
 import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
 import { ortReady } from '../helpers/ortSetup.ts';
 

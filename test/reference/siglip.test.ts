@@ -1,6 +1,7 @@
 // The SigLIP image encoder against the reference fixtures (every `siglip_hidden` case): last_hidden_state through
 // the product runner on the wasm EP in fp32, the 4-bit path's error, and the real config consuming exactly the
 // real checkpoint's tensors except the pooling head, which the reference never reads.
+import { PixelValuesShapeError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { buildSiglipVision, parseSiglipVisionConfig, siglipTensors, siglipTokens
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
 import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
-import { createSiglipImageEncoder, PixelValuesShapeError } from '../../src/worker/imageEncoder.ts';
+import { createSiglipImageEncoder } from '../../src/worker/imageEncoder.ts';
 import { fixturesDir, listCases, loadFixture, type FixtureFile } from '../helpers/fixtures.ts';
 import { ortReady } from '../helpers/ortSetup.ts';
 

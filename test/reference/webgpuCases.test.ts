@@ -1,6 +1,7 @@
-// One reference case per text/image encoder on the WebGPU EP (SwiftShader in CI), through check-reference's own
-// case runner, so the WebGPU path of every network is exercised in CI (the DiT, the VAE and CLIP have theirs in
-// their own test files).
+// Reference cases on WebGPU (SwiftShader in CI) through check-reference's own case runner (`--provider webgpu`): a
+// DiT forward through the block plans on our kernels (float weights, fp32) and the text/image encoders on ORT's
+// WebGPU EP, so the WebGPU path of every network is exercised in CI (the VAE and CLIP have theirs in their own test
+// files).
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCase } from '../../src/cli/referenceCases.ts';
@@ -8,8 +9,8 @@ import '../../src/cli/registerCases.ts';
 import { fixturesDir } from '../helpers/fixtures.ts';
 import { ortReady } from '../helpers/ortSetup.ts';
 
-describe('encoders on WebGPU (SwiftShader), fp32', () => {
-  for (const file of ['llama_hidden.safetensors', 'siglip_hidden.safetensors']) {
+describe('reference cases on WebGPU (SwiftShader), fp32', () => {
+  for (const file of ['dit_forward_f1.safetensors', 'llama_hidden.safetensors', 'siglip_hidden.safetensors']) {
     it(`${file} within the fixtures' bar`, async () => {
       await ortReady();
       const r = await runCase(join(fixturesDir(), file), { provider: 'webgpu', dtype: 'float32', quantized: false });

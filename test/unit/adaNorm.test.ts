@@ -1,11 +1,14 @@
-// The gated-residual + AdaLN kernel against an independent float64 computation written here from the reference's
-// formulas (framepack-reference.md §5.7–5.8: x + gate·y, LayerNorm without affine then ·(1 + scale) + shift). f32
+// The gated-residual + AdaLN kernel against its CPU twin (src/kernels/cpuReference.ts adaNorm: float64, the reference's
+// formulas of framepack-reference.md §5.7–5.8 — x + gate·y, LayerNorm without affine then ·(1 + scale) + shift — as
+// the block plans' CPU executor runs them, which the fixtures prove). f32
 // on every device (SwiftShader in CI); f16 where the device has shader-f16.
 
+import { AdaNormShapeError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { AdaNormShapeError, createAdaNorm, type AdaNormDtype } from '../../src/kernels/adaNorm.ts';
+import { createAdaNorm, type AdaNormDtype } from '../../src/kernels/adaNorm.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { adaNorm } from '../../src/kernels/cpuReference.ts';
 import { asDtype, poisonedBuffer, randomValues, readBuffer, uploadBuffer } from '../helpers/kernelData.ts';
 
 const EPS = 1e-6;
@@ -13,23 +16,6 @@ const ctx = await testGpu();
 const f16Missing = ctx.device.features.has('shader-f16') ? null : 'this device has no shader-f16 (SwiftShader has none)';
 
 interface Case { rows: number; dim: number; chunks: number; residual: boolean; secondY: boolean; modulate: boolean; yRow0: number; outRow0: number }
-
-function reference(c: Case, x: Float32Array, mod: Float32Array, y: Float32Array, y2: Float32Array, [gate, shift, scale]: number[]) {
-  const d = c.dim;
-  const stream = new Float64Array(c.rows * d);
-  const normed = new Float64Array(c.rows * d);
-  for (let r = 0; r < c.rows; r++) {
-    for (let i = 0; i < d; i++) {
-      const update = c.residual ? y[(c.yRow0 + r) * d + i] + (c.secondY ? y2[(c.yRow0 + r) * d + i] : 0) : 0;
-      stream[r * d + i] = x[r * d + i] + (c.residual ? mod[gate * d + i] * update : 0);
-    }
-    const row = stream.subarray(r * d, (r + 1) * d);
-    const mean = row.reduce((a, b) => a + b, 0) / d;
-    const variance = row.reduce((a, b) => a + (b - mean) ** 2, 0) / d;
-    for (let i = 0; i < d; i++) normed[r * d + i] = ((row[i] - mean) / Math.sqrt(variance + EPS)) * (1 + mod[scale * d + i]) + mod[shift * d + i];
-  }
-  return { stream, normed };
-}
 
 async function runCase(c: Case, dtype: AdaNormDtype) {
   const { device } = ctx;
@@ -49,11 +35,15 @@ async function runCase(c: Case, dtype: AdaNormDtype) {
     residual: c.residual ? { y: uploadBuffer(device, y, dtype), y2: c.secondY ? uploadBuffer(device, y2, dtype) : undefined, yRow0: c.yRow0, gate: chunks[0], out: streamOut } : undefined,
     modulation: c.modulate ? { shift: chunks[1], scale: chunks[2], out: normedOut, outRow0: c.outRow0 } : undefined,
   });
-  const want = reference(c, x, mod, y, y2, chunks);
+  const want = adaNorm({
+    x, mod, rows: c.rows, dim: d, eps: EPS,
+    residual: c.residual ? { y, y2: c.secondY ? y2 : undefined, yRow0: c.yRow0, gate: chunks[0] } : undefined,
+    modulation: { shift: chunks[1], scale: chunks[2] },
+  });
   const normedAll = await readBuffer(device, normedOut, (c.outRow0 + c.rows) * d, dtype);
   return {
     stream: c.residual ? tensorError(await readBuffer(device, streamOut, c.rows * d), want.stream) : null,
-    normed: c.modulate ? tensorError(normedAll.subarray(c.outRow0 * d), want.normed) : null,
+    normed: c.modulate ? tensorError(normedAll.subarray(c.outRow0 * d), want.normed!) : null,
     untouched: normedAll.subarray(0, c.outRow0 * d).every(Number.isNaN),
   };
 }

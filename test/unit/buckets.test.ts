@@ -1,13 +1,6 @@
+import { BucketError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import {
-  BUCKETS_640,
-  BucketError,
-  findNearestBucket,
-  findNearestScaledBucket,
-  scaleBucket,
-  scaledBuckets,
-  type Bucket,
-} from '../../src/pipeline/buckets.ts';
+import { BUCKETS_640, findNearestBucket, findNearestScaledBucket, scaleBucket, scaledBuckets, type Bucket } from '../../src/pipeline/buckets.ts';
 
 /** framepack-reference.md §3.1, (height, width), in the reference's order. */
 const SPEC_640: [number, number][] = [

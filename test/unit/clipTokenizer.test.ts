@@ -1,8 +1,9 @@
+import { TokenizerFormatError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ClipTokenizer, firstEosIndex } from '../../src/pipeline/clipTokenizer.ts';
-import { BYTE_TO_UNICODE, TokenizerFormatError } from '../../src/pipeline/bpeTokenizer.ts';
+import { BYTE_TO_UNICODE } from '../../src/pipeline/bpeTokenizer.ts';
 
 // A hand-written vocabulary (ids 0..38, specials at CLIP's 49406/49407) and 13 merges, ranked in file order:
 //   0 t h · 1 th e</w> · 2 c a · 3 ca t</w> · 4 ' s</w> · 5 d o · 6 u m · 7 p s</w> · 8 j um · 9 m p

@@ -1,49 +1,17 @@
-// The attention kernels against an independent float64 softmax attention computed here on the CPU. The portable
+// The attention kernels against their CPU twin (src/kernels/cpuReference.ts: float64 softmax attention, the function
+// the block plans' CPU executor runs, which the reference fixtures prove). The portable
 // kernel runs on every device (SwiftShader in CI); the subgroup-matrix kernel needs a GPU with matrix units and is
 // skipped, saying so, elsewhere (FRAMEPACK_GPU=hardware picks the machine's GPU).
 
+import { AttentionConfigError, AttentionShapeError } from '../../src/errors/index.ts';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  AttentionConfigError,
-  AttentionShapeError,
-  chooseAttentionPath,
-  createFlashAttention,
-  subgroupMatrixUnavailableReason,
-  subgroupMatrixWorkgroupBytes,
-  type AttentionDtype,
-  type SubgroupMatrixRows,
-} from '../../src/kernels/flashAttention.ts';
+import { chooseAttentionPath, createFlashAttention, subgroupMatrixUnavailableReason, subgroupMatrixWorkgroupBytes, type AttentionDtype, type SubgroupMatrixRows } from '../../src/kernels/flashAttention.ts';
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { allRows, attention as referenceAttention } from '../../src/kernels/cpuReference.ts';
 import { poisonedBuffer, randomValues, readBuffer, uploadBuffer } from '../helpers/kernelData.ts';
 import type { GpuContext } from '../../src/runtime/device.ts';
-
-/** softmax(q·kᵀ/√d)·v in float64 per head; tensors [tokens, heads, d]; only the listed query rows. */
-function referenceAttention(q: Float32Array, k: Float32Array, v: Float32Array, nk: number, heads: number, d: number, rows: number[]): Float64Array {
-  const out = new Float64Array(rows.length * heads * d);
-  const scores = new Float64Array(nk);
-  const scale = 1 / Math.sqrt(d);
-  rows.forEach((row, ri) => {
-    for (let h = 0; h < heads; h++) {
-      let max = -Infinity;
-      for (let j = 0; j < nk; j++) {
-        let dot = 0;
-        for (let i = 0; i < d; i++) dot += q[(row * heads + h) * d + i] * k[(j * heads + h) * d + i];
-        scores[j] = dot * scale;
-        max = Math.max(max, scores[j]);
-      }
-      let sum = 0;
-      for (let j = 0; j < nk; j++) sum += (scores[j] = Math.exp(scores[j] - max));
-      for (let i = 0; i < d; i++) {
-        let acc = 0;
-        for (let j = 0; j < nk; j++) acc += scores[j] * v[(j * heads + h) * d + i];
-        out[(ri * heads + h) * d + i] = acc / sum;
-      }
-    }
-  });
-  return out;
-}
 
 interface Case {
   nq: number;
@@ -89,7 +57,6 @@ function inputsFor(c: Case, seed: number) {
 }
 
 const roundTripF16 = (x: Float32Array) => f16ToF32(f32ToF16(x));
-const allRows = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 const ctx: GpuContext = await testGpu();
 const f16Missing = ctx.device.features.has('shader-f16') ? null : 'this device has no shader-f16 (SwiftShader has none)';

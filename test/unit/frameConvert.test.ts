@@ -1,5 +1,6 @@
+import { FrameConvertError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { FrameConvertError, frameToRgba, i420Size, pixelToUint8, rgbaToI420, videoDims } from '../../src/video/frameConvert.ts';
+import { frameToRgba, i420Size, pixelToUint8, rgbaToI420, videoDims } from '../../src/video/frameConvert.ts';
 
 describe('pixelToUint8: the reference MP4 rule (clamp(−1,1)·127.5 + 127.5 in float32, then truncation)', () => {
   it('matches values worked by hand', () => {

@@ -1,8 +1,6 @@
+import { HistoryError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import {
-  appendSection, concatFrames, createHistory, dropUnreadLatents, HistoryError, latentsToDecode, realHistory, sectionContext,
-  sliceFrames, type LatentHistory,
-} from '../../src/pipeline/history.ts';
+import { appendSection, concatFrames, createHistory, dropUnreadLatents, latentsToDecode, realHistory, sectionContext, sliceFrames, type LatentHistory } from '../../src/pipeline/history.ts';
 import { sectionPlan, type LoopVariant } from '../../src/pipeline/sectionPlan.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import type { Tensor } from '../../src/pipeline/tensor.ts';

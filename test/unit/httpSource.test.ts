@@ -3,12 +3,13 @@
 // failure a user can meet — a 404, a gated repo, a 500, a cut connection, no network, a server without Range,
 // a cancelled load — ends in the behaviour and the message it should.
 
+import { CheckpointFileMissing, HttpError, HttpFileNotFound, NetworkError } from '../../src/errors/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointFileMissing, openCheckpoint } from '../../src/weights/checkpoint.ts';
-import { HttpError, HttpFileNotFound, httpFileSource, httpFolderSource, NetworkError } from '../../src/weights/httpSource.ts';
+import { openCheckpoint } from '../../src/weights/checkpoint.ts';
+import { httpFileSource, httpFolderSource } from '../../src/weights/httpSource.ts';
 import { hubComponent, hubDownload, hubFileUrl, hubFolderUrl } from '../../src/weights/huggingFace.ts';
 import { fixturesDir } from '../helpers/fixtures.ts';
 import { startRangeServer, type RangeServer } from '../helpers/rangeServer.ts';

@@ -1,5 +1,6 @@
+import { LatentPreviewError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { latentPreview, LatentPreviewError } from '../../src/pipeline/latentPreview.ts';
+import { latentPreview } from '../../src/pipeline/latentPreview.ts';
 import type { Tensor } from '../../src/pipeline/tensor.ts';
 
 /** A [b, 16, t, h, w] latent with `set(c, bi, ti, y, x)` giving each value. */

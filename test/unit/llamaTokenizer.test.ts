@@ -1,9 +1,10 @@
+import { TokenizerFormatError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { LlamaTokenizer } from '../../src/pipeline/llamaTokenizer.ts';
-import { TokenizerFormatError, translateReferenceRegex } from '../../src/pipeline/bpeTokenizer.ts';
+import { translateReferenceRegex } from '../../src/pipeline/bpeTokenizer.ts';
 import {
   HUNYUAN_CROP_START,
   HUNYUAN_PROMPT_TEMPLATE,

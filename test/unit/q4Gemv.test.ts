@@ -1,12 +1,14 @@
-// The one-row 4-bit product for the AdaLN parameters, y = W·SiLU(x) + b, against an independent float64 computation
-// here on the weight as src/weights/quantize.ts dequantizes it (the MatMulNBits layout ORT and the kernels read).
+// The one-row 4-bit product for the AdaLN parameters, y = W·SiLU(x) + b, against its CPU twin
+// (src/kernels/cpuReference.ts siluGemv, float64) on the weight as src/weights/quantize.ts dequantizes it (the MatMulNBits layout ORT and the kernels read).
 // f32 on every device (SwiftShader in CI); f16 scales where the device has shader-f16.
 
+import { Q4GemvConfigError, Q4GemvShapeError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { createQ4Gemv, Q4GemvConfigError, Q4GemvShapeError, type Q4GemvDtype } from '../../src/kernels/q4Gemv.ts';
+import { createQ4Gemv, type Q4GemvDtype } from '../../src/kernels/q4Gemv.ts';
 import { dequantizeQ4, quantizeQ4 } from '../../src/weights/quantize.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { siluGemv } from '../../src/kernels/cpuReference.ts';
 import { asDtype, poisonedBuffer, randomValues, readBuffer, uploadBuffer } from '../helpers/kernelData.ts';
 
 const ctx = await testGpu();
@@ -19,12 +21,7 @@ async function runCase(k: number, n: number, dtype: Q4GemvDtype) {
   const scales = asDtype(q.scales, dtype);
   const bias = asDtype(randomValues(n, 3, 0.5), dtype);
   const w = dequantizeQ4({ ...q, scales });
-  const want = new Float64Array(n);
-  for (let r = 0; r < n; r++) {
-    let acc = 0;
-    for (let i = 0; i < k; i++) acc += w[r * k + i] * (x[i] / (1 + Math.exp(-x[i])));
-    want[r] = acc + bias[r];
-  }
+  const want = siluGemv(x, k, w, n, bias);
   const gemv = await createQ4Gemv(device, { k, n, dtype });
   const out = poisonedBuffer(device, n);
   const blocks = device.createBuffer({ size: q.blocks.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });

@@ -1,46 +1,18 @@
-// The 4-bit matmul kernels against an independent float64 product computed here on the CPU from the weight as
-// src/weights/quantize.ts dequantizes it (the MatMulNBits layout both ORT and the kernel read). The portable kernel
+// The 4-bit matmul kernels against their CPU twin (src/kernels/cpuReference.ts linear, float64, the function the
+// block plans' CPU executor runs) on the weight as src/weights/quantize.ts dequantizes it (the MatMulNBits layout both ORT and the kernel read). The portable kernel
 // runs on every device (SwiftShader in CI); the f16 and subgroup-matrix tests need a GPU that has those features
 // and are skipped, saying so, elsewhere (FRAMEPACK_GPU=hardware picks the machine's GPU).
 
+import { Q4MatmulConfigError, Q4MatmulShapeError } from '../../src/errors/index.ts';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  Q4MatmulConfigError,
-  Q4MatmulShapeError,
-  chooseQ4MatmulPath,
-  createQ4Matmul,
-  subgroupMatrixUnavailableReason,
-  tilingKey,
-  type Q4Epilogue,
-  type Q4MatmulDtype,
-  type Q4MatmulPath,
-  type SubgroupMatrixTiling,
-} from '../../src/kernels/q4Matmul.ts';
+import { chooseQ4MatmulPath, createQ4Matmul, subgroupMatrixUnavailableReason, tilingKey, type Q4Epilogue, type Q4MatmulDtype, type Q4MatmulPath, type SubgroupMatrixTiling } from '../../src/kernels/q4Matmul.ts';
 import { dequantizeQ4, quantizeQ4, type Q4Weight } from '../../src/weights/quantize.ts';
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { linear } from '../../src/kernels/cpuReference.ts';
 import { randomValues } from '../helpers/kernelData.ts';
 import type { GpuContext } from '../../src/runtime/device.ts';
-
-/** GELU with the tanh approximation, in float64 (PyTorch's approximate='tanh'). */
-function geluTanh(v: number): number {
-  return 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
-}
-
-/** y = x·Wᵀ (+ bias) (+ GELU) in float64; x [m, k], w [n, k]. */
-function referenceLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number, epilogue: Q4Epilogue): Float64Array {
-  const out = new Float64Array(m * n);
-  for (let r = 0; r < m; r++) {
-    for (let c = 0; c < n; c++) {
-      let acc = 0;
-      for (let i = 0; i < k; i++) acc += x[r * k + i] * w[c * k + i];
-      if (bias) acc += bias[c];
-      out[r * n + c] = epilogue === 'gelu_tanh' ? geluTanh(acc) : acc;
-    }
-  }
-  return out;
-}
 
 interface Case {
   m: number;
@@ -63,7 +35,7 @@ function caseData(c: Case, dtype: Q4MatmulDtype, seed: number) {
   // Scales are fed in the activation dtype, so the f16 reference uses f16 scales.
   const weight: Q4Weight = { ...quantized, scales: narrow(quantized.scales) };
   const bias = c.bias ? narrow(randomValues(c.n, seed + 2, 0.5)) : null;
-  const want = referenceLinear(x, dequantizeQ4(weight), bias, c.m, c.k, c.n, c.epilogue);
+  const want = linear(x, c.m, c.k, dequantizeQ4(weight), c.n, bias, c.epilogue);
   return { x, weight, bias, want };
 }
 
@@ -144,25 +116,20 @@ describe('4-bit matmul, portable kernel, f16 (needs shader-f16)', () => {
 
 describe('4-bit matmul, subgroup-matrix kernel (needs chromium-experimental-subgroup-matrix)', () => {
   const cases: Case[] = [
-    // The default tiling (x staged in workgroup memory, 128 × 128 outputs per workgroup).
+    // The default tiling (128 × 128 outputs per workgroup).
     { m: 37, k: 96, n: 72, bias: true, epilogue: 'gelu_tanh' }, // 3 blocks; m and n far from the tile
     { m: 300, k: 256, n: 200, bias: true, epilogue: 'none' },
     { m: 300, k: 96, n: 264, bias: true, epilogue: 'gelu_tanh' }, // n just past two workgroups' 256 columns
     { m: 17, k: 64, n: 40, bias: false, epilogue: 'none' }, // one row past a 16-row matrix
     { m: 50, k: 32, n: 130, bias: true, epilogue: 'none' }, // a single step along K
     { m: 10, k: 64, n: 40, bias: false, epilogue: 'gelu_tanh' }, // fewer than 16 rows: the portable kernel takes it
-    // Other staged tilings: 128 × 256 per workgroup; 2 × 4 result matrices per subgroup with 64 of K per step;
+    // Other tilings: 128 × 256 per workgroup; 2 × 4 result matrices per subgroup with 64 of K per step;
     // 4 × 2 and 16 subgroups (W read in 8-byte word groups); the one-subgroup fallback for small limits.
-    { m: 150, k: 96, n: 300, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 4, blocks: 1, stageX: true } },
-    { m: 140, k: 256, n: 136, bias: true, epilogue: 'none', tiling: { sgM: 4, sgN: 2, blocks: 2, stageX: true, fragM: 2, fragN: 4 } },
-    { m: 70, k: 128, n: 72, bias: false, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 2, blocks: 1, stageX: true, fragM: 4, fragN: 2 } },
-    { m: 130, k: 64, n: 260, bias: true, epilogue: 'none', tiling: { sgM: 4, sgN: 4, blocks: 1, stageX: true, fragM: 2, fragN: 4 } },
-    { m: 100, k: 160, n: 90, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 1, sgN: 1, blocks: 1, stageX: true } },
-    // Tilings that read x from the storage buffer.
-    { m: 130, k: 128, n: 128, bias: false, epilogue: 'none', tiling: { sgM: 2, sgN: 2, blocks: 1 } },
-    { m: 257, k: 192, n: 136, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 4, blocks: 1 } },
-    { m: 200, k: 256, n: 100, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 4, sgN: 2, blocks: 2 } },
-    { m: 90, k: 128, n: 300, bias: false, epilogue: 'gelu_tanh', tiling: { sgM: 4, sgN: 1, blocks: 2 } },
+    { m: 150, k: 96, n: 300, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 4, blocks: 1 } },
+    { m: 140, k: 256, n: 136, bias: true, epilogue: 'none', tiling: { sgM: 4, sgN: 2, blocks: 2, fragM: 2, fragN: 4 } },
+    { m: 70, k: 128, n: 72, bias: false, epilogue: 'gelu_tanh', tiling: { sgM: 2, sgN: 2, blocks: 1, fragM: 4, fragN: 2 } },
+    { m: 130, k: 64, n: 260, bias: true, epilogue: 'none', tiling: { sgM: 4, sgN: 4, blocks: 1, fragM: 2, fragN: 4 } },
+    { m: 100, k: 160, n: 90, bias: true, epilogue: 'gelu_tanh', tiling: { sgM: 1, sgN: 1, blocks: 1 } },
   ];
   for (const [index, c] of cases.entries()) {
     it.skipIf(subgroupMatrixMissing !== null)(`${describeCase(c)} f16 against the reference on f16-rounded inputs: relative error ≤ 2e-3${skipNote(subgroupMatrixMissing)}`, async () => {
@@ -175,15 +142,17 @@ describe('4-bit matmul, subgroup-matrix kernel (needs chromium-experimental-subg
 });
 
 describe('4-bit matmul, validation', () => {
-  it('picks the portable path where subgroup matrices are absent and refuses the fast path with the reason', async () => {
+  it('picks the portable path for f32 and says why the fast path cannot take it', () => {
     expect(chooseQ4MatmulPath(ctx.device, { k: 96, dtype: 'f32' })).toBe('portable');
     expect(subgroupMatrixUnavailableReason(ctx.device, { k: 96, dtype: 'f32' })).not.toBeNull();
-    if (subgroupMatrixMissing) {
-      await expect(createQ4Matmul(ctx.device, { k: 256, n: 64, dtype: 'f16', bias: false, path: 'subgroup-matrix' })).rejects.toThrow(Q4MatmulConfigError);
-    }
-    if (f16Missing) {
-      await expect(createQ4Matmul(ctx.device, { k: 64, n: 64, dtype: 'f16', bias: false })).rejects.toThrow(/shader-f16/);
-    }
+  });
+
+  it.runIf(subgroupMatrixMissing !== null)(`refuses the subgroup-matrix path where it cannot run${subgroupMatrixMissing ? '' : ' [skipped: this device has subgroup matrices]'}`, async () => {
+    await expect(createQ4Matmul(ctx.device, { k: 256, n: 64, dtype: 'f16', bias: false, path: 'subgroup-matrix' })).rejects.toThrow(Q4MatmulConfigError);
+  });
+
+  it.runIf(f16Missing !== null)(`refuses f16 without shader-f16${f16Missing ? '' : ' [skipped: this device has shader-f16]'}`, async () => {
+    await expect(createQ4Matmul(ctx.device, { k: 64, n: 64, dtype: 'f16', bias: false })).rejects.toThrow(/shader-f16/);
   });
 
   it('rejects invalid sizes, missing or unexpected bias and buffers that are too small', async () => {

@@ -1,44 +1,17 @@
-// The q/k/v heads kernel (RMSNorm per head, RoPE on image rows, v copied) against an independent float64
-// computation written here from the reference's formulas (framepack-reference.md §5.5: qk_norm, then
-// apply_rotary_emb_transposed on the image tokens). f32 on every device (SwiftShader in CI); f16 where the device
+// The q/k/v heads kernel (RMSNorm per head, RoPE on image rows, v copied) against its CPU twin
+// (src/kernels/cpuReference.ts qkvHeads: float64, the reference's formulas of framepack-reference.md §5.5 — qk_norm,
+// then apply_rotary_emb_transposed on the image tokens — as the block plans' CPU executor runs them). f32 on every device (SwiftShader in CI); f16 where the device
 // has shader-f16.
 
+import { QkvHeadsConfigError, QkvHeadsShapeError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { createQkvHeads, QkvHeadsConfigError, QkvHeadsShapeError, type QkvHeadsDtype } from '../../src/kernels/qkvHeads.ts';
+import { createQkvHeads, type QkvHeadsDtype } from '../../src/kernels/qkvHeads.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
+import { qkvHeads } from '../../src/kernels/cpuReference.ts';
 import { asDtype, poisonedBuffer, randomValues, readBuffer, uploadBuffer } from '../helpers/kernelData.ts';
 
 const EPS = 1e-6;
-
-/** One stream's rows of the joint q, k, v [rows, H·d] in float64, from qkv [rows, 3·H·d]. */
-function reference(qkv: Float32Array, rows: number, heads: number, d: number, normQ: Float32Array, normK: Float32Array, rope: { cos: Float32Array; sin: Float32Array } | null) {
-  const width = heads * d;
-  const out = { q: new Float64Array(rows * width), k: new Float64Array(rows * width), v: new Float64Array(rows * width) };
-  for (let r = 0; r < rows; r++) {
-    for (const [part, name] of [[0, 'q'], [1, 'k'], [2, 'v']] as const) {
-      for (let h = 0; h < heads; h++) {
-        const src = r * 3 * width + part * width + h * d;
-        const dst = r * width + h * d;
-        if (name === 'v') {
-          for (let i = 0; i < d; i++) out.v[dst + i] = qkv[src + i];
-          continue;
-        }
-        let squares = 0;
-        for (let i = 0; i < d; i++) squares += qkv[src + i] ** 2;
-        const inv = 1 / Math.sqrt(squares / d + EPS);
-        const w = name === 'q' ? normQ : normK;
-        const y = Array.from({ length: d }, (_, i) => qkv[src + i] * inv * w[i]);
-        for (let i = 0; i < d; i++) {
-          // rotated = (−x_{2j+1}, x_{2j}) per pair
-          const rotated = i % 2 === 0 ? -y[i + 1] : y[i - 1];
-          out[name][dst + i] = rope ? y[i] * rope.cos[r * d + i] + rotated * rope.sin[r * d + i] : y[i];
-        }
-      }
-    }
-  }
-  return out;
-}
 
 const ctx = await testGpu();
 const f16Missing = ctx.device.features.has('shader-f16') ? null : 'this device has no shader-f16 (SwiftShader has none)';
@@ -67,8 +40,8 @@ async function dualCase(dtype: QkvHeadsDtype, heads: number, d: number, image: n
     q, k, v, rows: context, inRow0: contextIn0, outRow0: image, rope: false,
   });
   device.queue.submit([encoder.finish()]);
-  const wantImage = reference(qkvImage, image, heads, d, norms[0], norms[1], { cos, sin });
-  const wantContext = reference(qkvContext.subarray(contextIn0 * 3 * width), context, heads, d, norms[2], norms[3], null);
+  const wantImage = qkvHeads({ qkv: qkvImage, inRow0: 0, rows: image, heads, headDim: d, normQ: norms[0], normK: norms[1], rope: { cos, sin }, eps: EPS });
+  const wantContext = qkvHeads({ qkv: qkvContext, inRow0: contextIn0, rows: context, heads, headDim: d, normQ: norms[2], normK: norms[3], rope: null, eps: EPS });
   const errors: Record<string, ReturnType<typeof tensorError>> = {};
   for (const [name, buffer] of [['q', q], ['k', k], ['v', v]] as const) {
     const got = await readBuffer(device, buffer, total * width, dtype);

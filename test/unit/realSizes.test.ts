@@ -1,4 +1,4 @@
-// The real-configuration graphs of all five networks build without weights (weights are graph inputs), and their
+// The real-configuration graphs (and the DiT's block plans) of all five networks build without weights, and their
 // parameter counts and converted sizes are what a formula written here says: 4-bit linears take 32 weights per
 // block in 16 bytes of nibbles plus one fp16 scale (18 bytes per 32), everything else is fp16 (2 bytes each).
 // The formula is applied to real_shapes.json independently of the builders' bindings, and the two must agree.
@@ -10,20 +10,20 @@ import textEncoderConfig from '../../src/models/configs/text_encoder.json' with 
 import clipConfig from '../../src/models/configs/text_encoder_2.json' with { type: 'json' };
 import siglipConfig from '../../src/models/configs/image_encoder.json' with { type: 'json' };
 import vaeConfig from '../../src/models/configs/vae.json' with { type: 'json' };
-import { buildDiTGraphs, parseDiTConfig } from '../../src/models/dit.ts';
+import { buildDiT, parseDiTConfig } from '../../src/models/dit.ts';
 import { buildLlama, parseLlamaConfig } from '../../src/models/llama.ts';
 import { buildClipText, parseClipTextConfig } from '../../src/models/clip.ts';
 import { buildSiglipVision, parseSiglipVisionConfig } from '../../src/models/siglip.ts';
 import { buildVaeDecoder, buildVaeEncoder, parseVaeConfig } from '../../src/models/vae.ts';
-import type { BuiltGraph } from '../../src/models/graph.ts';
+import type { WeightSet } from '../../src/models/graph.ts';
 import { fixturesDir } from '../helpers/fixtures.ts';
 
 const real = JSON.parse(readFileSync(join(fixturesDir(), 'real_shapes.json'), 'utf8')) as Record<string, Record<string, number[]>>;
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const GB = 1e9;
 
-/** Bytes the builders' bindings ask for: each graph's weights once per block it serves. */
-function bindingBytes(parts: { graph: BuiltGraph; blocks: number }[]): { params: number; bytes: number } {
+/** Bytes the builders' bindings ask for: each graph's (or block plan's) weights once per block it serves. */
+function bindingBytes(parts: { graph: WeightSet; blocks: number }[]): { params: number; bytes: number } {
   let params = 0;
   let bytes = 0;
   for (const { graph, blocks } of parts) {
@@ -61,8 +61,8 @@ const ditQ4 = (name: string, shape: number[]) =>
 describe('real-configuration graphs: parameter counts and 4-bit sizes', () => {
   it('transformer: 12,874,314,816 parameters, 4-bit size by the 18-bytes-per-32 formula', () => {
     const c = parseDiTConfig(transformerConfig);
-    const g = buildDiTGraphs(c, { dtype: 'float16', quantized: true });
-    const got = bindingBytes([{ graph: g.embed, blocks: 1 }, { graph: g.dual, blocks: c.layers }, { graph: g.single, blocks: c.singleLayers }, { graph: g.head, blocks: 1 }]);
+    const g = buildDiT(c, { dtype: 'float16', quantized: true });
+    const got = bindingBytes([{ graph: g.embed, blocks: 1 }, { graph: g.blocks.dual.weights, blocks: c.layers }, { graph: g.blocks.single.weights, blocks: c.singleLayers }, { graph: g.head, blocks: 1 }]);
     const want = formulaBytes(real.transformer, () => true, ditQ4);
     expect(want.params).toBe(12_874_314_816);
     expect(got.params).toBe(want.params);
@@ -105,11 +105,17 @@ describe('real-configuration graphs: parameter counts and 4-bit sizes', () => {
     console.log(`clip ${(clipGot.bytes / GB).toFixed(3)} GB, siglip ${(sigGot.bytes / GB).toFixed(3)} GB, vae ${(vaeGot.bytes / GB).toFixed(3)} GB (fp16)`);
   });
 
-  it('in the 4-bit graphs every large linear is a MatMulNBits node fed its 4-bit blocks and scales', () => {
+  it('every large linear is 4-bit: a MatMulNBits node in the Llama graph, a 4-bit product in the DiT\'s block plans', () => {
     const c = parseDiTConfig(transformerConfig);
-    const dit = buildDiTGraphs(c, { dtype: 'float16', quantized: true, attention: 'external' });
+    const dit = buildDiT(c, { dtype: 'float16', quantized: true });
+    for (const plan of Object.values(dit.blocks)) {
+      const large = plan.weights.weights.filter((w) => w.shape.length === 2 && w.shape[0] * w.shape[1] >= 2 ** 20);
+      expect(large.length).toBeGreaterThan(0);
+      for (const w of large) expect(w.layout, `${plan.kind} ${w.tensor}`).toBe('q4');
+      for (const stage of plan.stages) if (stage.op === 'linear' || stage.op === 'adaParams') expect(stage.linear.format).toBe('q4');
+    }
     const llama = buildLlama(parseLlamaConfig(textEncoderConfig), { dtype: 'float16', quantized: true });
-    for (const graph of [dit.dual, dit.single, dit.split!.dualPre, dit.split!.dualPost, dit.split!.singlePre, dit.split!.singlePost, llama.layer]) {
+    for (const graph of [llama.layer]) {
       const large = graph.weights.filter((w) => w.shape.length === 2 && w.shape[0] * w.shape[1] >= 2 ** 20);
       expect(large.length).toBeGreaterThan(0);
       for (const w of large) {
@@ -117,7 +123,7 @@ describe('real-configuration graphs: parameter counts and 4-bit sizes', () => {
         expect(consumers.map((n) => `${n.domain ?? ''}:${n.opType}`), `${graph.name} ${w.tensor}`).toEqual(['com.microsoft:MatMulNBits']);
         expect(w.layout).toBe('q4');
       }
-      // No plain MatMul reads a weight input at all: only activations meet in MatMul (attention, in the inline graphs).
+      // No plain MatMul reads a weight input at all: only activations meet in MatMul (attention).
       const weightInputs = new Set(graph.weights.map((w) => w.input));
       for (const n of graph.nodes.filter((n) => n.opType === 'MatMul')) expect(n.inputs.some((i) => weightInputs.has(i)), `${graph.name} MatMul ${n.name}`).toBe(false);
     }

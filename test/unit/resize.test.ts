@@ -1,17 +1,9 @@
+import { ImageSizeError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import {
-  ImageSizeError,
-  cropPil,
-  resizeAndCenterCrop,
-  resizePil,
-  siglipPixelValues,
-  vaeInputPixels,
-  type ResampleFilter,
-  type RgbImage,
-} from '../../src/pipeline/resize.ts';
+import { cropPil, resizeAndCenterCrop, resizePil, siglipPixelValues, vaeInputPixels, type ResampleFilter, type RgbImage } from '../../src/pipeline/resize.ts';
 import { tensorError } from '../../src/pipeline/tensorError.ts';
 
 // Pillow's own outputs, written by scripts/make_pil_reference.py (see its manifest for the Pillow version).

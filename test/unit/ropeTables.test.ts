@@ -1,10 +1,8 @@
+import { RopeTableError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  axisFrequencies, packedRopeTable, packedTokenCounts, ropeChannels, ropeConfigFromDit, ropeFreqs1x, ropeFreqsPooled,
-  RopeTableError, type RopeConfig,
-} from '../../src/pipeline/ropeTables.ts';
+import { axisFrequencies, packedRopeTable, packedTokenCounts, ropeChannels, ropeConfigFromDit, ropeFreqs1x, ropeFreqsPooled, type RopeConfig } from '../../src/pipeline/ropeTables.ts';
 import { f1SectionLayout, originalSectionLayout } from '../../src/pipeline/sectionPlan.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { fixturesDir, loadFixture } from '../helpers/fixtures.ts';

@@ -1,8 +1,9 @@
+import { SafetensorsFormatError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readHeader, streamTensors, toFloat32, SafetensorsFormatError } from '../../src/weights/safetensors.ts';
+import { readHeader, streamTensors, toFloat32 } from '../../src/weights/safetensors.ts';
 import { nodeFileSource, nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
 import { openCheckpoint } from '../../src/weights/checkpoint.ts';
 import { bf16ToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, roundToBf16 } from '../../src/weights/dtypes.ts';

@@ -1,8 +1,7 @@
+import { NotRoundableError, SectionPlanError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { NotRoundableError, pythonFormatFixed, pythonRound } from '../../src/pipeline/pythonRound.ts';
-import {
-  f1SectionLayout, originalPaddings, originalSectionLayout, sectionCount, sectionPlan, SectionPlanError, type LoopVariant,
-} from '../../src/pipeline/sectionPlan.ts';
+import { pythonFormatFixed, pythonRound } from '../../src/pipeline/pythonRound.ts';
+import { f1SectionLayout, originalPaddings, originalSectionLayout, sectionCount, sectionPlan, type LoopVariant } from '../../src/pipeline/sectionPlan.ts';
 import {
   decodedLatentsAfterSection, durationSeconds, framesAddedBySection, latentFramesAfter, overlapFrames, pixelFramesForLatents,
   progressDescription, totalLatentFrames, videoFramesAfter,

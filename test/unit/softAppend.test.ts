@@ -1,7 +1,6 @@
+import { SoftAppendError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import {
-  appendStreaming, prependStreaming, softAppend, SoftAppendError, softAppendWeights, startStreaming,
-} from '../../src/pipeline/softAppend.ts';
+import { appendStreaming, prependStreaming, softAppend, softAppendWeights, startStreaming } from '../../src/pipeline/softAppend.ts';
 import { appendSection, concatFrames, createHistory, latentsToDecode } from '../../src/pipeline/history.ts';
 import { sectionPlan, type LoopVariant } from '../../src/pipeline/sectionPlan.ts';
 import type { Tensor } from '../../src/pipeline/tensor.ts';

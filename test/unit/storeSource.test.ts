@@ -5,14 +5,15 @@
 // originals, chunked reads across tensor boundaries must agree with whole reads, and a missing file must throw
 // CheckpointFileMissing so that openCheckpoint's shard probing works.
 
+import { CheckpointFileMissing, StoredModelError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointFileMissing, openCheckpoint } from '../../src/weights/checkpoint.ts';
+import { openCheckpoint } from '../../src/weights/checkpoint.ts';
 import { downloadCheckpoint } from '../../src/weights/download.ts';
 import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
 import { readHeader } from '../../src/weights/safetensors.ts';
-import { storedFolderSource, StoredModelError } from '../../src/weights/storeSource.ts';
+import { storedFolderSource } from '../../src/weights/storeSource.ts';
 import { memoryWeightStore } from '../../src/weights/weightCache.ts';
 
 const TINY = join(import.meta.dirname, '..', '..', 'public', 'models', 'tiny');

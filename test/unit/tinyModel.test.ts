@@ -10,7 +10,7 @@ import { join, relative, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeTinyModel } from '../../scripts/makeTinyModel.ts';
 import { buildClipText, clipTensors, parseClipTextConfig } from '../../src/models/clip.ts';
-import { buildDiTGraphs, ditTensorShapes, parseDiTConfig } from '../../src/models/dit.ts';
+import { buildDiT, ditTensorShapes, parseDiTConfig } from '../../src/models/dit.ts';
 import { buildLlama, framepackLlamaLayers, llamaTensors, parseLlamaConfig } from '../../src/models/llama.ts';
 import { buildSiglipVision, parseSiglipVisionConfig, siglipTensors, siglipTokens } from '../../src/models/siglip.ts';
 import { buildVaeDecoder, buildVaeEncoder, parseVaeConfig } from '../../src/models/vae.ts';
@@ -72,7 +72,7 @@ function consumed(key: NetworkKey): Map<string, number[]> {
   switch (key) {
     case 'transformer': {
       const c = parseDiTConfig(config);
-      return ditTensorShapes(c, buildDiTGraphs(c));
+      return ditTensorShapes(c, buildDiT(c));
     }
     case 'vae': {
       const c = parseVaeConfig(config);

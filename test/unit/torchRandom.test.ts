@@ -1,5 +1,6 @@
+import { InvalidNoiseShapeError, InvalidSeedError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { InvalidNoiseShapeError, InvalidSeedError, TorchGenerator } from '../../src/pipeline/torchRandom.ts';
+import { TorchGenerator } from '../../src/pipeline/torchRandom.ts';
 import { fmaF32 as fmaf } from '../../src/pipeline/float32.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { numel } from '../../src/pipeline/tensor.ts';

@@ -1,6 +1,7 @@
+import { DenoiserShapeError, VelocityShapeError } from '../../src/errors/index.ts';
 import { describe, expect, it } from 'vitest';
-import { sampleUniPC, solveF32, DenoiserShapeError, type UniPCVariant } from '../../src/pipeline/unipc.ts';
-import { distilledGuidanceValue, fmDenoiser, modelTimestep, VelocityShapeError, type Denoiser, type GuidanceBranch } from '../../src/pipeline/fmWrapper.ts';
+import { sampleUniPC, solveF32, type UniPCVariant } from '../../src/pipeline/unipc.ts';
+import { distilledGuidanceValue, fmDenoiser, modelTimestep, type Denoiser, type GuidanceBranch } from '../../src/pipeline/fmWrapper.ts';
 import { fluxMu, fluxSigmas, noisyTokenCount } from '../../src/pipeline/sigmas.ts';
 import { tensorError } from '../../src/pipeline/tensorError.ts';
 import { roundToBf16 } from '../../src/weights/dtypes.ts';

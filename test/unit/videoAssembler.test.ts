@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { LoopVariant } from '../../src/pipeline/sectionPlan.ts';
 import type { EncodedRun } from '../../src/video/mp4Writer.ts';
 import { VideoAssembler, type RunEncoder } from '../../src/video/videoAssembler.ts';
-import { VideoInputError } from '../../src/video/videoErrors.ts';
+import { VideoInputError } from '../../src/errors/index.ts';
 import { LATENT_WINDOW, referenceVideo, sectionDecode } from '../helpers/syntheticVideo.ts';
 
 const W = 4, H = 2;

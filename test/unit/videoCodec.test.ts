@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { qualityToEncoderSettings } from '../../src/video/mp4Writer.ts';
 import { av1CodecString, avcCodecString, avcLevelFor, chooseEncoder, vp9CodecString } from '../../src/video/videoCodec.ts';
-import { NoVideoEncoderError } from '../../src/video/videoErrors.ts';
+import { NoVideoEncoderError } from '../../src/errors/index.ts';
 
 describe('qualityToEncoderSettings: the MP4 Compression slider (libx264 CRF) as encoder settings', () => {
   it('uses CRF as the H.264 QP and scales it to the 0–63 VP9/AV1 quantizer', () => {

@@ -3,9 +3,10 @@
 // StorageManager and real Range requests. It exposes `window.weightHarness`; results and errors cross back to
 // Node as plain data ({name, message} for errors, SHA-256 digests for tensor bytes).
 
+import { QuotaError } from '../../../src/errors/index.ts';
 import { downloadCheckpoint } from '../../../src/weights/download.ts';
 import { httpFolderSource } from '../../../src/weights/httpSource.ts';
-import { indexedDbWeightStore, QuotaError } from '../../../src/weights/weightCache.ts';
+import { indexedDbWeightStore } from '../../../src/weights/weightCache.ts';
 
 const store = indexedDbWeightStore();
 

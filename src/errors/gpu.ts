@@ -1,6 +1,9 @@
-// Failures of the GPU that a person can act on, one class each, so the UI can say what happened and what to do.
-// They cross the worker boundary as {name, message, details} and are rebuilt by name on the other side.
+// Failures of the GPU that a person can act on, one class each, so the page can say what happened and what to do.
+// They live here, apart from the device code that throws them, because the page must rebuild them by name from
+// what the worker sends ({name, message, details}) without pulling WebGPU or onnxruntime code into its bundle:
+// this module imports nothing and does nothing when imported.
 
+/** The browser has no WebGPU (navigator.gpu is missing): use a current Chrome or Edge; on Linux, enable WebGPU. */
 export class NoWebGPUError extends Error {
   override name = 'NoWebGPUError';
   constructor(detail = 'navigator.gpu is missing') {
@@ -11,6 +14,7 @@ export class NoWebGPUError extends Error {
   }
 }
 
+/** WebGPU is there but offers no adapter: update the graphics driver or turn hardware acceleration on. */
 export class NoAdapterError extends Error {
   override name = 'NoAdapterError';
   constructor() {
@@ -18,6 +22,7 @@ export class NoAdapterError extends Error {
   }
 }
 
+/** The GPU device was lost during a job (driver reset, GPU taken away): finished sections are kept; start again. */
 export class DeviceLostError extends Error {
   override name = 'DeviceLostError';
   constructor(reason: string, message: string) {
@@ -25,6 +30,7 @@ export class DeviceLostError extends Error {
   }
 }
 
+/** A GPU buffer could not be allocated, or exceeds the device's per-buffer limit: choose a smaller size or budget. */
 export class GpuOutOfMemoryError extends Error {
   override name = 'GpuOutOfMemoryError';
   constructor(what: string, bytes: number, limit?: number) {

@@ -1,9 +1,12 @@
-// The ways writing the video can fail, one class per thing a person can do something about. Each carries
-// plain-data `details` so the worker can send it across postMessage as {name, message, details} and the UI can
-// rebuild the same class on its side.
+// The ways writing the video can fail, one class per thing a person can do something about, plus the two that
+// are a caller's bug (frames of the wrong size or order; pixel buffers that do not match their size) and keep
+// their stack across the worker boundary. Each VideoError carries plain-data `details` so the worker can send it
+// as {name, message, details} and the page can rebuild the same class by name without loading WebCodecs or the
+// muxer: this module imports nothing and does nothing when imported.
 
 export type VideoErrorDetails = Record<string, string | number | boolean | null>;
 
+/** Base of the video-writing failures; `details` carries the figures (sizes, codecs tried) the page may show. */
 export class VideoError extends Error {
   override name = 'VideoError';
   constructor(message: string, readonly details: VideoErrorDetails = {}) {
@@ -29,4 +32,9 @@ export class VideoEncodeError extends VideoError {
 /** A frame of the wrong size or order reached the writer: a bug in the caller, not in the browser. */
 export class VideoInputError extends VideoError {
   override name = 'VideoInputError';
+}
+
+/** Decoded pixels or frame buffers whose layout or size does not match (or an odd frame size): a caller's bug. */
+export class FrameConvertError extends RangeError {
+  override name = 'FrameConvertError';
 }
