@@ -270,7 +270,9 @@ async function timeVariant(device: GPUDevice, attention: FlashAttention, dtype: 
   // Read back the checked rows and compare with float64 attention on the inputs as the GPU saw them.
   const readback = device.createBuffer({ size: checkedRows.length * rowBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const encoder = device.createCommandEncoder();
-  checkedRows.forEach((row, i) => encoder.copyBufferToBuffer(out, row * rowBytes, readback, i * rowBytes, rowBytes));
+  checkedRows.forEach((row, i) => {
+    encoder.copyBufferToBuffer(out, row * rowBytes, readback, i * rowBytes, rowBytes);
+  });
   device.queue.submit([encoder.finish()]);
   await readback.mapAsync(GPUMapMode.READ);
   const raw = readback.getMappedRange().slice(0);

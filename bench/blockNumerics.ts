@@ -93,7 +93,11 @@ function normals(rand: () => number, n: number): Float32Array {
 const roundToF16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 type Plans = Record<BlockKind, BlockPlan>;
 
-const stageCounts = (plan: BlockPlan) => plan.stages.reduce<Record<string, number>>((c, s) => ({ ...c, [s.op]: (c[s.op] ?? 0) + 1 }), {});
+const stageCounts = (plan: BlockPlan) => {
+  const counts: Record<string, number> = {};
+  for (const s of plan.stages) counts[s.op] = (counts[s.op] ?? 0) + 1;
+  return counts;
+};
 
 /**
  * Random block weights shared by both paths: values are made once per checkpoint tensor (and layout and part), so

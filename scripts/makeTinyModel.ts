@@ -344,7 +344,7 @@ function makeClipTokenizer(): ClipTokenizerFiles {
   return {
     files: {
       'vocab.json': JSON.stringify(vocab),
-      'merges.txt': ['#version: 0.2', ...merges.map(([a, b]) => `${a} ${b}`)].join('\n') + '\n',
+      'merges.txt': `${['#version: 0.2', ...merges.map(([a, b]) => `${a} ${b}`)].join('\n')}\n`,
       'tokenizer_config.json': jsonText(config),
       'special_tokens_map.json': jsonText(specialMap),
     },
@@ -611,7 +611,7 @@ function storedTensors(list: TensorList, seed: number, style: InitStyle, dtype: 
 // ───────────────────────────── files ─────────────────────────────
 
 function jsonText(value: unknown): string {
-  return JSON.stringify(value, null, 2) + '\n';
+  return `${JSON.stringify(value, null, 2)}\n`;
 }
 
 /** Like jsonText, with arrays of numbers on one line (framepack.json's buckets read as pairs). */

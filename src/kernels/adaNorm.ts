@@ -61,7 +61,14 @@ export interface AdaNorm {
   run(io: AdaNormIO): Promise<void>;
 }
 
-const WORKGROUP = 256;
+/**
+ * Invocations per row: up to 256 (FramePack's 3072-wide rows take 12 values each), and no more than the row has
+ * values, so a narrow row (the tiny model's 64) does not pay for idle invocations at every barrier: software
+ * rasterisers such as SwiftShader run each invocation.
+ */
+export function adaNormWorkgroup(dim: number): number {
+  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(dim))));
+}
 const FLAG_RESIDUAL = 1;
 const FLAG_SECOND_Y = 2;
 const FLAG_MODULATE = 4;
@@ -73,7 +80,8 @@ export async function createAdaNorm(device: GPUDevice, options: AdaNormOptions):
   if (dtype === 'f16' && !device.features.has('shader-f16')) {
     throw new AdaNormConfigError('f16 activations need the shader-f16 feature, which this device lacks; run the f32 path.');
   }
-  const pipeline = await cachedPipeline(device, `adaNorm/${dtype}`, () => buildComputePipeline(device, `adaNorm ${dtype}`, kernelSource(dtype)));
+  const workgroup = adaNormWorkgroup(dim);
+  const pipeline = await cachedPipeline(device, `adaNorm/${dtype}/${workgroup}`, () => buildComputePipeline(device, `adaNorm ${dtype}`, kernelSource(dtype, workgroup)));
   return new AdaNormKernel(device, pipeline, options);
 }
 
@@ -82,8 +90,6 @@ class AdaNormKernel implements AdaNorm {
   readonly dtype: AdaNormDtype;
   private readonly eps: number;
   private readonly params = new Map<string, GPUBuffer>();
-  /** Bound where an input is not used (the kernel reads it only when its flag says so). */
-  private unused: GPUBuffer | null = null;
 
   constructor(private readonly device: GPUDevice, private readonly pipeline: GPUComputePipeline, options: AdaNormOptions) {
     ({ dim: this.dim, dtype: this.dtype, eps: this.eps } = options);
@@ -152,7 +158,7 @@ class AdaNormKernel implements AdaNorm {
   }
 }
 
-function kernelSource(dtype: AdaNormDtype): string {
+function kernelSource(dtype: AdaNormDtype, workgroup: number): string {
   return /* wgsl */ `
 ${dtype === 'f16' ? 'enable f16;' : ''}
 alias T = ${dtype};
@@ -178,8 +184,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> residualOut: array<f32>;
 @group(0) @binding(6) var<storage, read_write> normedOut: array<T>;
 
-const WORKGROUP = ${WORKGROUP}u;
-${workgroupSumWgsl(WORKGROUP)}
+const WORKGROUP = ${workgroup}u;
+${workgroupSumWgsl(workgroup)}
 /** x' = x + gate·(y + y2) for column c of this row (x itself without a residual). */
 fn streamValue(row: u32, c: u32) -> f32 {
   let d = params.dim;
@@ -193,7 +199,7 @@ fn streamValue(row: u32, c: u32) -> f32 {
   return value;
 }
 
-@compute @workgroup_size(${WORKGROUP})
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) group: vec3u, @builtin(local_invocation_index) lane: u32) {
   let row = group.y * params.gridX + group.x;
   if (row >= params.rows) { return; }

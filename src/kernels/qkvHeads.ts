@@ -59,7 +59,10 @@ export interface QkvHeads {
   run(io: QkvHeadsIO): Promise<void>;
 }
 
-const WORKGROUP = 64;
+/** Invocations per head: one per pair of values, up to 64 (FramePack's 128-wide heads), at least 16. */
+export function qkvHeadsWorkgroup(headDim: number): number {
+  return Math.min(64, Math.max(16, 2 ** Math.ceil(Math.log2(headDim / 2))));
+}
 
 /** Creates (or takes from the cache) the pipeline. Throws QkvHeadsConfigError, KernelCompileError. */
 export async function createQkvHeads(device: GPUDevice, options: QkvHeadsOptions): Promise<QkvHeads> {
@@ -69,8 +72,9 @@ export async function createQkvHeads(device: GPUDevice, options: QkvHeadsOptions
   if (dtype === 'f16' && !device.features.has('shader-f16')) {
     throw new QkvHeadsConfigError('f16 heads need the shader-f16 feature, which this device lacks; run the f32 path.');
   }
-  const key = `qkvHeads/${dtype}`;
-  const pipeline = await cachedPipeline(device, key, () => buildComputePipeline(device, `qkvHeads ${dtype}`, kernelSource(dtype)));
+  const workgroup = qkvHeadsWorkgroup(headDim);
+  const key = `qkvHeads/${dtype}/${workgroup}`;
+  const pipeline = await cachedPipeline(device, key, () => buildComputePipeline(device, `qkvHeads ${dtype}`, kernelSource(dtype, workgroup)));
   return new QkvHeadsKernel(device, pipeline, options);
 }
 
@@ -141,7 +145,7 @@ class QkvHeadsKernel implements QkvHeads {
   }
 }
 
-function kernelSource(dtype: QkvHeadsDtype): string {
+function kernelSource(dtype: QkvHeadsDtype, workgroup: number): string {
   return /* wgsl */ `
 ${dtype === 'f16' ? 'enable f16;' : ''}
 alias T = ${dtype};
@@ -168,15 +172,15 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> k: array<T>;
 @group(0) @binding(8) var<storage, read_write> v: array<T>;
 
-const WORKGROUP = ${WORKGROUP}u;
-${workgroupSumWgsl(WORKGROUP)}
+const WORKGROUP = ${workgroup}u;
+${workgroupSumWgsl(workgroup)}
 /** The RMS-normed value at i of this head (q: part 0, k: part 1), in f32. */
 fn normed(part: u32, src: u32, i: u32, inv: f32) -> f32 {
   let w = select(f32(normK[i]), f32(normQ[i]), part == 0u);
   return f32(qkv[src + i]) * inv * w;
 }
 
-@compute @workgroup_size(${WORKGROUP})
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) group: vec3u, @builtin(local_invocation_index) lane: u32) {
   let unit = group.y * params.gridX + group.x;   // (row, part, head), head fastest
   let heads = params.heads;

@@ -2,7 +2,7 @@
 // of FramePack exists), and the handful of messages a graph needs is small enough that writing their wire format
 // directly (field numbers from onnx.proto) is shorter and faster than loading a schema into protobufjs.
 
-export const enum WireType { Varint = 0, Fixed64 = 1, Bytes = 2, Fixed32 = 5 }
+export enum WireType { Varint = 0, Fixed64 = 1, Bytes = 2, Fixed32 = 5 }
 
 /** Element types of TensorProto.DataType used here. */
 export const ONNX_DTYPE = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 } as const;

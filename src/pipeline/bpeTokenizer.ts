@@ -62,14 +62,14 @@ export function translateReferenceRegex(pattern: string): string {
       out += c;
       // A literal ']' right after '[' or '[^' belongs to the class.
       if (pattern[i + 1] === '^') out += pattern[++i];
-      if (pattern[i + 1] === ']') out += '\\' + pattern[++i];
+      if (pattern[i + 1] === ']') out += `\\${pattern[++i]}`;
     } else if (pattern.startsWith('(?i:', i)) {
       const close = pattern.indexOf(')', i);
       const body = pattern.slice(i + 4, close);
       if (close < 0 || /[\\[\](){}?*+.^$]/.test(body)) {
         throw new TokenizerFormatError(`Pre-tokenizer pattern has a case-insensitive group that is not plain text: ${pattern}`);
       }
-      out += '(?:' + caseInsensitiveLiteral(body) + ')';
+      out += `(?:${caseInsensitiveLiteral(body)})`;
       i = close;
     } else out += c;
   }
@@ -106,7 +106,7 @@ export function buildMergeRanks(merges: readonly (string | readonly [string, str
       ranks.set(m, rank);
     } else {
       if (!Array.isArray(m) || m.length !== 2) throw new TokenizerFormatError(`Merge #${rank} is not a pair of symbols.`);
-      ranks.set(m[0] + ' ' + m[1], rank);
+      ranks.set(`${m[0]} ${m[1]}`, rank);
     }
   }
   return ranks;
@@ -134,7 +134,7 @@ export function applyMerges(symbols: readonly string[], ranks: MergeRanks): stri
   const offer = (pos: number) => {
     const right = next[pos];
     if (right < 0) return;
-    const rank = ranks.get(text[pos] + ' ' + text[right]);
+    const rank = ranks.get(`${text[pos]} ${text[right]}`);
     if (rank !== undefined) heap.push(rank, pos, text[pos], text[right]);
   };
   for (let i = 0; i + 1 < n; i++) offer(i);

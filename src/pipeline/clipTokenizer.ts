@@ -138,7 +138,7 @@ function cleanText(text: string): string {
     const cp = ch.codePointAt(0)!;
     if (ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r' || SPACE_SEPARATOR.test(ch)) spaced += ' ';
     else if (cp === 0 || cp === 0xfffd || CONTROL.test(ch)) continue;
-    else if (isCjkIdeograph(cp)) spaced += ' ' + ch + ' ';
+    else if (isCjkIdeograph(cp)) spaced += ` ${ch} `;
     else spaced += ch;
   }
   // Python's str.split() also breaks at U+2028/U+2029, the only whitespace left after the pass above.

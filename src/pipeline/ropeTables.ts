@@ -47,7 +47,7 @@ export function axisFrequencies(dim: number, theta: number): Float32Array {
   const base = Math.fround(theta);
   for (let k = 0; k < out.length; k++) {
     const exponent = Math.fround((2 * k) / dim);
-    out[k] = Math.fround(1 / Math.fround(Math.pow(base, exponent)));
+    out[k] = Math.fround(1 / Math.fround(base ** exponent));
   }
   return out;
 }

@@ -142,7 +142,7 @@ function powF32(r: number, k: number): number {
   if (k === 0) return 1;
   if (k === 1) return r;
   if (k === 2) return f(r * r);
-  return f(Math.pow(r, k));
+  return f(r ** k);
 }
 
 /**

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromiumLaunchOptions } from './chromium.ts';
+import { fixturesDirIn } from '../../src/cli/caseFile.ts';
 import { startRangeServer, type RangeServer } from '../helpers/rangeServer.ts';
 import { shardCheckpoint, type ShardedCopy } from '../helpers/shardCheckpoint.ts';
 import type { WeightHarness } from './harness/weightCacheHarness.ts';
@@ -25,8 +26,10 @@ import type { WeightHarness } from './harness/weightCacheHarness.ts';
 test.use({ launchOptions: chromiumLaunchOptions({ webgpu: false }) });
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-// A single-file tiny checkpoint of the bundled model, cut into two shards below.
-const TINY_VAE = join(ROOT, 'public', 'models', 'tiny', 'HunyuanVideo', 'vae');
+// The fixtures' single-file tiny transformer (3.9 MB), cut into two shards below: shards above the HTTP source's
+// 1 MiB whole-file threshold, so their data must come through Range requests (every file of public/models/tiny is
+// smaller).
+const CHECKPOINT = join(fixturesDirIn(ROOT), 'dit_tiny');
 const STEM = 'diffusion_pytorch_model';
 const HF_DIR = 'lllyasviel/FramePackI2V_HY/resolve/main';
 const DB = 'framepack-weights'; // src/weights/weightCache.ts WEIGHTS_DB, opened here with the raw IndexedDB API
@@ -37,7 +40,7 @@ let sharded: ShardedCopy;
 
 test.beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'weight-cache-e2e-'));
-  sharded = shardCheckpoint(TINY_VAE, join(dir, HF_DIR), STEM, 2);
+  sharded = shardCheckpoint(CHECKPOINT, join(dir, HF_DIR), STEM, 2);
   const bundle = await build({ entryPoints: [join(ROOT, 'test/e2e/harness/weightCacheHarness.ts')], bundle: true, format: 'esm', target: 'es2022', write: false });
   writeFileSync(join(dir, 'harness.js'), bundle.outputFiles[0].text);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>weights</title><script type="module" src="/harness.js"></script>');

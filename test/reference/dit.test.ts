@@ -349,7 +349,9 @@ async function imageTokensAfterBlocks(dit: DiTRunner, embedding: DiTEmbedding, r
   const fixed = { temb: tensor(embedding.temb), cos: cpuTensor('float32', half(0), [rows, headDim]), sin: cpuTensor('float32', half(headDim), [rows, headDim]) };
   let x = tensor(embedding.imageTokens);
   let ctx = tensor(embedding.contextTokens);
-  const free = (...ts: OrtTensor[]) => ts.forEach((t) => t.location === 'gpu-buffer' && t.dispose());
+  const free = (...ts: OrtTensor[]) => {
+    for (const t of ts) if (t.location === 'gpu-buffer') t.dispose();
+  };
   for (const [kind, count] of [['dual', layers], ['single', singleLayers]] as const) {
     for (let i = 0; i < count; i++) {
       const out = await dit.blocks.run(kind, i, { ...fixed, x, ctx });

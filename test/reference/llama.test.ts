@@ -123,7 +123,7 @@ describe('Llama RoPE tables', () => {
   it('angle = float32(pos · inv_freq) with inv_freq = 1/θ^(2k/d), halves repeated (transformers layout)', () => {
     const { cos, sin } = llamaRopeTables(3, 8, 500000);
     // Position 2, k = 1: inv_freq = 500000^(−2/8) in float32; angles computed independently here in float64.
-    const inv = 1 / Math.pow(500000, 2 / 8);
+    const inv = 1 / 500000 ** (2 / 8);
     expect(cos[2 * 8 + 1]).toBeCloseTo(Math.cos(2 * inv), 6);
     expect(cos[2 * 8 + 5]).toBe(cos[2 * 8 + 1]);
     expect(sin[2 * 8 + 5]).toBeCloseTo(Math.sin(2 * inv), 6);

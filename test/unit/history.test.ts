@@ -20,7 +20,9 @@ function framesOf(x: Tensor): Float32Array[] {
 
 function expectFrames(got: Tensor, want: Float32Array[]): void {
   expect(got.shape[2]).toBe(want.length);
-  framesOf(got).forEach((f, t) => expect(f).toEqual(want[t]));
+  framesOf(got).forEach((f, t) => {
+    expect(f).toEqual(want[t]);
+  });
 }
 
 async function replay(name: string, options: { drop?: boolean } = {}) {

@@ -56,7 +56,7 @@ function reference64(cfg: RopeConfig, channel: number, t: number, y: number, x: 
   let pos = t;
   if (c >= dt + dy) { c -= dt + dy; dim = dx; pos = x; } else if (c >= dt) { c -= dt; dim = dy; pos = y; }
   const k = Math.floor(c / 2);
-  return fn(pos / Math.pow(cfg.theta, (2 * k) / dim));
+  return fn(pos / cfg.theta ** ((2 * k) / dim));
 }
 
 describe('RoPE table layout (independent float64 formula)', () => {
@@ -65,7 +65,7 @@ describe('RoPE table layout (independent float64 formula)', () => {
   it('frequencies are 1/θ^(2k/D)', () => {
     const f = axisFrequencies(56, 256);
     expect(f.length).toBe(28);
-    for (let k = 0; k < 28; k++) expect(f[k]).toBeCloseTo(1 / Math.pow(256, (2 * k) / 56), 7);
+    for (let k = 0; k < 28; k++) expect(f[k]).toBeCloseTo(1 / 256 ** ((2 * k) / 56), 7);
   });
 
   it('1x rows are [cos T | cos Y | cos X | sin T | sin Y | sin X], t-major then row then column', () => {

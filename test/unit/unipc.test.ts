@@ -35,7 +35,6 @@ function replay(denoised: (i: number) => Float32Array) {
  * generic Gaussian elimination): the independent computation the float32 sampler is checked against.
  */
 async function uniPCFloat64(denoiser: (x: Float64Array, sigma: number) => Promise<ArrayLike<number>>, noise: ArrayLike<number>, sigmas: ArrayLike<number>, variant: UniPCVariant) {
-  const n = noise.length;
   const steps = sigmas.length - 1;
   const order = Math.min(3, steps - 1);
   const inputs: Float64Array[] = [];

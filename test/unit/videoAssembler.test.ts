@@ -50,7 +50,9 @@ describe('VideoAssembler (lossless stand-in encoder)', () => {
           expect(video.frames).toBe(want.length);
           const got = await rgbFrames(video.blob);
           expect(got.length).toBe(want.length);
-          got.forEach((f, i) => expect(Array.from(f), `frame ${i} after section ${s + 1}`).toEqual(Array.from(want[i])));
+          got.forEach((f, i) => {
+            expect(Array.from(f), `frame ${i} after section ${s + 1}`).toEqual(Array.from(want[i]));
+          });
         }
         // Only the 33 held frames are ever encoded twice (once per video() call), everything else once.
         expect(assembler.frames).toBe(36 * sections + 1);
