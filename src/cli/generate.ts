@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 
 const USAGE = `usage: generate --model DIR --image FILE --prompt TEXT [--seconds S] [--seed N] [--steps K] [--out FILE.y4m|FILE.mp4]
   [--end-image FILE] [--variant original|f1] [--no-teacache] [--gs G] [--window N] [--provider webgpu|wasm] [--gpu auto|hardware|software]
-  [--dtype float32|float16] [--q4] [--budget-gb N] [--crf N]`;
+  [--dtype float32|float16] [--q4] [--budget-gb N] [--crf N] [--path auto|portable|subgroup-matrix] [--no-f16]`;
 
 function parse(argv: string[]) {
   const o: Record<string, string | boolean> = {};
@@ -25,11 +25,11 @@ function parse(argv: string[]) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${USAGE}`);
     const key = a.slice(2);
-    if (['no-teacache', 'q4'].includes(key)) o[key] = true;
+    if (['no-teacache', 'q4', 'no-f16'].includes(key)) o[key] = true;
     else o[key] = argv[++i] ?? '';
   }
   for (const k of ['model', 'image', 'prompt']) if (typeof o[k] !== 'string') throw new Error(`--${k} is required\n${USAGE}`);
-  return o as Record<string, string> & { 'no-teacache'?: boolean; q4?: boolean };
+  return o as Record<string, string> & { 'no-teacache'?: boolean; q4?: boolean; 'no-f16'?: boolean };
 }
 
 async function main(): Promise<number> {
@@ -57,6 +57,8 @@ async function main(): Promise<number> {
     dtype: o.dtype as 'float32' | 'float16' | undefined,
     quantized: !!o.q4,
     budgetBytes: o['budget-gb'] ? Number(o['budget-gb']) * 2 ** 30 : undefined,
+    kernelPath: (o.path as 'auto' | 'portable' | 'subgroup-matrix' | undefined) ?? 'auto',
+    noF16: !!o['no-f16'],
   });
   const out = resolve(o.out ?? 'framepack.y4m');
   const y4mPath = out.endsWith('.mp4') ? `${out}.y4m` : out;

@@ -9,14 +9,34 @@ import type { RuntimeChoice } from '../worker/engine.ts';
 
 export type GpuKind = 'auto' | 'hardware' | 'software';
 
+/**
+ * Dawn toggles for an NVIDIA GPU under Vulkan that stand for a browser: the portable path gets no unsafe APIs (stock
+ * Chrome's, so no subgroup matrices) and f16 only through vulkan_enable_f16_on_nvidia (Chrome's
+ * --enable-dawn-features flag); the tensor-core path adds allow_unsafe_apis (--enable-unsafe-webgpu).
+ */
+export function hardwareDawnFlags(path: 'auto' | 'portable' | 'subgroup-matrix', noF16: boolean): string[] {
+  const enable = [...(path === 'portable' ? [] : ['allow_unsafe_apis']), ...(noF16 ? [] : ['vulkan_enable_f16_on_nvidia'])];
+  return [...(enable.length ? [`enable-dawn-features=${enable.join(',')}`] : []), ...(noF16 ? ['disable-dawn-features=vulkan_enable_f16_on_nvidia'] : [])];
+}
+
 const NVIDIA_ICD = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json';
 
 /** Opens WebGPU (unless the wasm EP is asked for) and configures ORT; returns the runtime for the engine. */
-export async function nodeRuntime(options: { provider: ExecutionProvider; gpu: GpuKind; dtype?: 'float32' | 'float16'; quantized?: boolean; budgetBytes?: number }): Promise<{ runtime: RuntimeChoice; gpu: GpuContext | null }> {
+export async function nodeRuntime(options: {
+  provider: ExecutionProvider;
+  gpu: GpuKind;
+  dtype?: 'float32' | 'float16';
+  quantized?: boolean;
+  budgetBytes?: number;
+  /** 'portable' opens the GPU as stock Chrome does (no unsafe APIs, so no subgroup matrices); 'auto' the best path. */
+  kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
+  /** Leaves shader-f16 off on NVIDIA + Vulkan (as Chrome without its flag): the fp32 path. */
+  noF16?: boolean;
+}): Promise<{ runtime: RuntimeChoice; gpu: GpuContext | null }> {
   let ctx: GpuContext | null = null;
   if (options.provider === 'webgpu') {
     const hardware = options.gpu === 'hardware' || (options.gpu === 'auto' && (!!process.env.VK_DRIVER_FILES || existsSync(NVIDIA_ICD)));
-    const gpu = nodeGpu({ software: !hardware, dawnFlags: hardware ? ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'] : [] });
+    const gpu = nodeGpu({ software: !hardware, dawnFlags: hardware ? hardwareDawnFlags(options.kernelPath ?? 'auto', options.noF16 ?? false) : [] });
     ctx = await requestGpu(gpu);
     (globalThis as { navigator?: { gpu?: GPU } }).navigator ??= {};
     (globalThis as unknown as { navigator: { gpu?: GPU } }).navigator.gpu ??= gpu;
@@ -32,6 +52,7 @@ export async function nodeRuntime(options: { provider: ExecutionProvider; gpu: G
       dtype: options.dtype ?? (f16 ? 'float16' : 'float32'),
       quantized: options.quantized ?? false,
       transformerBudgetBytes: options.budgetBytes ?? Infinity,
+      kernelPath: options.kernelPath ?? 'auto',
       device: ctx?.device ?? null,
       maxStorageBufferBindingSize: ctx?.capabilities.maxStorageBufferBindingSize ?? 2 ** 30,
     },

@@ -18,20 +18,69 @@ export interface BindingCheck {
 }
 
 /**
- * The first `bytes` of `buffer` (rounded up to 4) as a storage binding. Throws `fail(message)` when the buffer is
+ * `bytes` of `buffer` from `offset` (rounded up to 4) as a storage binding. Throws `fail(message)` when the buffer is
  * smaller or the binding exceeds the device's maxStorageBufferBindingSize.
  */
-export function checkedBinding(device: GPUDevice, buffer: GPUBuffer, bytes: number, check: BindingCheck, fail: new (message: string) => Error): GPUBufferBinding {
+export function checkedBinding(device: GPUDevice, buffer: GPUBuffer, bytes: number, check: BindingCheck, fail: new (message: string) => Error, offset = 0): GPUBufferBinding {
   const size = Math.ceil(bytes / 4) * 4;
-  if (buffer.size < size) throw new fail(`${check.kernel} input '${check.name}' holds ${buffer.size} bytes but ${check.what} need ${size}.`);
+  if (buffer.size < offset + size) throw new fail(`${check.kernel} input '${check.name}' holds ${buffer.size} bytes but ${check.what} need ${offset + size}.`);
   const limit = device.limits.maxStorageBufferBindingSize;
   if (size > limit) throw new fail(`${check.kernel} input '${check.name}' needs a ${size}-byte binding; this device allows ${limit}.${check.tooLargeHint ? ` ${check.tooLargeHint}` : ''}`);
-  return { buffer, size };
+  return offset ? { buffer, offset, size } : { buffer, size };
+}
+
+/**
+ * Times dispatches with timestamp queries (benches): while one is installed, every dispatch recorded into a pass of
+ * its own gets the pass's begin and end timestamps. Needs the device's 'timestamp-query' feature.
+ */
+export class DispatchProfiler {
+  private readonly querySet: GPUQuerySet;
+  private readonly resolveBuffer: GPUBuffer;
+  private labels: string[] = [];
+  /** Durations (ms) of the dispatches read back so far, by label. */
+  readonly timings: { label: string; ms: number }[] = [];
+
+  constructor(private readonly device: GPUDevice, private readonly capacity = 2048) {
+    this.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * capacity });
+    this.resolveBuffer = device.createBuffer({ size: 16 * capacity, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  }
+
+  /** The pass descriptor for the next dispatch, or a plain one when the query set is full (flush first). */
+  pass(label: string): GPUComputePassDescriptor {
+    if (this.labels.length >= this.capacity) return { label };
+    const i = this.labels.length;
+    this.labels.push(label);
+    return { label, timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } };
+  }
+
+  /** Reads back the timestamps of what was recorded since the last flush, after the queue's work is done. */
+  async flush(): Promise<void> {
+    const n = this.labels.length;
+    if (n === 0) return;
+    const readback = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const encoder = this.device.createCommandEncoder({ label: 'dispatch profiler' });
+    encoder.resolveQuerySet(this.querySet, 0, 2 * n, this.resolveBuffer, 0);
+    encoder.copyBufferToBuffer(this.resolveBuffer, 0, readback, 0, 16 * n);
+    this.device.queue.submit([encoder.finish()]);
+    await readback.mapAsync(GPUMapMode.READ);
+    const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
+    readback.unmap();
+    readback.destroy();
+    for (let i = 0; i < n; i++) this.timings.push({ label: this.labels[i], ms: Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6 });
+    this.labels = [];
+  }
+}
+
+let profiler: DispatchProfiler | null = null;
+
+/** Installs (or removes, with null) the profiler every dispatch of every kernel reports to. */
+export function setDispatchProfiler(p: DispatchProfiler | null): void {
+  profiler = p;
 }
 
 /** Records one dispatch into `target` when it is a compute pass the caller has begun, else in a pass of its own. */
 export function recordDispatch(target: GPUCommandEncoder | GPUComputePassEncoder, label: string, pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, x: number, y = 1): void {
-  const pass = isComputePass(target) ? target : target.beginComputePass({ label });
+  const pass = isComputePass(target) ? target : target.beginComputePass(profiler ? profiler.pass(label) : { label });
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bindGroup);
   pass.dispatchWorkgroups(x, y);

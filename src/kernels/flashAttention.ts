@@ -18,6 +18,7 @@
 import { AttentionConfigError, AttentionShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
+import { dispatchFlops, rowsPerDispatch } from './dispatchBudget.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type AttentionDtype = 'f32' | 'f16';
@@ -36,6 +37,8 @@ export interface FlashAttentionOptions {
    * workgroup memory, 64 needs 256 and 32 KiB). Default: 128 where the device's limits allow it.
    */
   subgroupMatrixRows?: SubgroupMatrixRows;
+  /** FLOPs one dispatch may take; default the path's share of the dispatch budget (dispatchBudget.ts). */
+  dispatchFlops?: number;
 }
 
 export type SubgroupMatrixRows = 64 | 128;
@@ -47,10 +50,13 @@ export interface AttentionIO {
   k: GPUBuffer;
   /** [nk, heads, headDim] of dtype. */
   v: GPUBuffer;
-  /** [nq, heads, headDim] of dtype; written in full. */
+  /** [row0 + nq, heads, headDim] of dtype; rows row0 .. row0 + nq written. */
   out: GPUBuffer;
+  /** Queries computed: rows row0 .. row0 + nq of q and out (the keys are all of k and v). */
   nq: number;
   nk: number;
+  /** First query row; default 0. Its byte offset must meet the device's storage offset alignment. */
+  row0?: number;
 }
 
 export interface FlashAttention {
@@ -148,16 +154,17 @@ export async function createFlashAttention(device: GPUDevice, options: FlashAtte
     const reason = subgroupMatrixUnavailableReason(device, options);
     if (reason) throw new AttentionConfigError(`The subgroup-matrix attention kernel cannot run here: ${reason}. Use path 'portable'.`);
   }
+  const budget = options.dispatchFlops ?? dispatchFlops(path === 'subgroup-matrix' ? 'attention/subgroup-matrix' : `attention/portable/${dtype}`);
   const portableKey = `flashAttention/portable/${dtype}/d${headDim}`;
   const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableSource(dtype, headDim as AttentionHeadDim)));
-  if (path === 'portable') return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype, PORTABLE_QUERIES_PER_WORKGROUP);
+  if (path === 'portable') return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype, PORTABLE_QUERIES_PER_WORKGROUP, budget);
   const rows = options.subgroupMatrixRows ?? (fitsSubgroupMatrixRows(device, 128) ? 128 : 64);
   if (!fitsSubgroupMatrixRows(device, rows)) {
     throw new AttentionConfigError(`The subgroup-matrix attention kernel with ${rows} query rows per workgroup does not fit this device's workgroup limits; use 64.`);
   }
   const fastKey = `flashAttention/subgroup-matrix/${dtype}/d${headDim}/rows${rows}`;
   const [fast, small] = await Promise.all([cachedPipeline(device, fastKey, () => buildComputePipeline(device, fastKey, subgroupMatrixSource(rows))), portable()]);
-  return new FlashAttentionKernel(device, fast, small, path, heads, headDim, dtype, rows);
+  return new FlashAttentionKernel(device, fast, small, path, heads, headDim, dtype, rows, budget);
 }
 
 class FlashAttentionKernel implements FlashAttention {
@@ -175,6 +182,8 @@ class FlashAttentionKernel implements FlashAttention {
     readonly dtype: AttentionDtype,
     /** Query rows per workgroup of `pipeline`. */
     private readonly queriesPerWorkgroup: number,
+    /** FLOPs one dispatch may take. */
+    private readonly budget: number,
   ) {}
 
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: AttentionIO): void {
@@ -182,30 +191,42 @@ class FlashAttentionKernel implements FlashAttention {
     for (const [name, n] of [['nq', nq], ['nk', nk]] as const) {
       if (!Number.isInteger(n) || n < 1) throw new AttentionShapeError(`${name} must be a positive integer, got ${n}.`);
     }
-    const small = this.smallPipeline !== null && (nq < SUBGROUP_MATRIX_MIN_NQ || nk < SUBGROUP_MATRIX_MIN_NK);
-    const pipeline = small ? this.smallPipeline! : this.pipeline;
-    const workgroups = Math.ceil(nq / (small ? PORTABLE_QUERIES_PER_WORKGROUP : this.queriesPerWorkgroup));
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (workgroups > maxGroups || this.heads > maxGroups) {
-      throw new AttentionShapeError(`Attention over ${nq} queries × ${this.heads} heads needs a ${workgroups}×${this.heads} grid; this device allows ${maxGroups} per dimension.`);
-    }
     const bytesPerToken = this.heads * this.headDim * (this.dtype === 'f16' ? 2 : 4);
-    const binding = (name: string, buffer: GPUBuffer, tokens: number) =>
+    const binding = (name: string, buffer: GPUBuffer, tokens: number, offset = 0) =>
       checkedBinding(this.device, buffer, tokens * bytesPerToken, {
         kernel: 'Attention', name, what: `${tokens} tokens × ${this.heads} heads × ${this.headDim} ${this.dtype}`, tooLargeHint: 'Split the heads over several calls.',
-      }, AttentionShapeError);
-    const bindGroup = this.device.createBindGroup({
-      label: `flashAttention ${nq}×${nk}`,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: this.paramsBuffer(nq, nk) } },
-        { binding: 1, resource: binding('q', io.q, nq) },
-        { binding: 2, resource: binding('k', io.k, nk) },
-        { binding: 3, resource: binding('v', io.v, nk) },
-        { binding: 4, resource: binding('out', io.out, nq) },
-      ],
-    });
-    recordDispatch(target, 'flashAttention', pipeline, bindGroup, workgroups, this.heads);
+      }, AttentionShapeError, offset);
+    const [k, v] = [binding('k', io.k, nk), binding('v', io.v, nk)];
+    const row0 = io.row0 ?? 0;
+    if (!Number.isInteger(row0) || row0 < 0 || ((row0 * bytesPerToken) % this.device.limits.minStorageBufferOffsetAlignment) !== 0) {
+      throw new AttentionShapeError(`row0 ${row0} must be a whole row whose byte offset meets the device's ${this.device.limits.minStorageBufferOffsetAlignment}-byte storage offset alignment.`);
+    }
+    // Whole query tiles per dispatch within the budget, q and out bound at the chunk's first query.
+    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
+    const chunk = Math.min(nq, rowsPerDispatch(this.budget, attentionFlops(1, nk, this.heads, this.headDim), this.queriesPerWorkgroup, [bytesPerToken], alignment));
+    const step = (chunk * bytesPerToken) % alignment === 0 ? chunk : nq;
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    for (let q0 = 0; q0 < nq; q0 += step) {
+      const rows = Math.min(step, nq - q0);
+      const small = this.smallPipeline !== null && (rows < SUBGROUP_MATRIX_MIN_NQ || nk < SUBGROUP_MATRIX_MIN_NK);
+      const pipeline = small ? this.smallPipeline! : this.pipeline;
+      const workgroups = Math.ceil(rows / (small ? PORTABLE_QUERIES_PER_WORKGROUP : this.queriesPerWorkgroup));
+      if (workgroups > maxGroups || this.heads > maxGroups) {
+        throw new AttentionShapeError(`Attention over ${rows} queries × ${this.heads} heads needs a ${workgroups}×${this.heads} grid; this device allows ${maxGroups} per dimension.`);
+      }
+      const bindGroup = this.device.createBindGroup({
+        label: `flashAttention ${rows}×${nk}`,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: this.paramsBuffer(rows, nk) } },
+          { binding: 1, resource: binding('q', io.q, rows, (row0 + q0) * bytesPerToken) },
+          { binding: 2, resource: k },
+          { binding: 3, resource: v },
+          { binding: 4, resource: binding('out', io.out, rows, (row0 + q0) * bytesPerToken) },
+        ],
+      });
+      recordDispatch(target, 'flashAttention', pipeline, bindGroup, workgroups, this.heads);
+    }
   }
 
   run(io: AttentionIO): Promise<void> {

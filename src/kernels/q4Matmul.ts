@@ -3,20 +3,24 @@
 // nibbles per byte with the even element in the low nibble, W = (q − 8)·scale, scales [N·⌈K/32⌉] in the activation
 // dtype), so the weight buffers src/runtime/residency.ts uploads can feed either ORT or this kernel. Two kernels
 // share one interface:
-// - `portable`: plain WGSL for any WebGPU device (SwiftShader in CI): 64 × 64 outputs per workgroup, x and the
-//   dequantized W staged through workgroup memory one quantization block at a time. f32 or f16 tensors, any K.
+// - `portable`: plain WGSL for any WebGPU device, the path stock Chrome gets (q4MatmulPortable.ts): 128 × 128
+//   outputs per workgroup, 8 × 8 per invocation, packed f16 FMAs on the f16 path. f32 or f16 tensors.
 // - `subgroup-matrix`: the tensor-core path through `chromium-experimental-subgroup-matrix` (f16 × f16 → f32,
 //   16×16×16), generated per tiling: x and W tiles staged in workgroup memory a step ahead, W dequantized with bit
 //   tricks; 128 × 128 outputs per workgroup of 4 subgroups, or one subgroup per 64 × 64 where the device has less
-//   than 24 KiB of workgroup memory. f16 tensors, K a multiple of 32.
-// Both accumulate in f32 and finish with the epilogue (bias, then optionally GELU with the tanh approximation).
+//   than 24 KiB of workgroup memory. f16 tensors.
+// K is a multiple of 32 (whole quantization blocks). Both accumulate in f32 (the portable f16 path adds each
+// block's f16 partial sums to f32) and finish with the epilogue (bias, then optionally GELU with the tanh approximation).
 // Bias and epilogue are uniform flags rather than separate pipelines: SwiftShader needs seconds per pipeline.
 // Speeds and the tuning diary (what was measured, what was slower): bench/RESULTS.md, "4-bit GEMM tuning notes".
-// Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts.
+// Timings against ORT's MatMulNBits: bench/q4MatmulKernel.ts. A product is cut into dispatches of whole row tiles
+// within the dispatch budget (dispatchBudget.ts), binding x and y at row offsets.
 
 import { Q4MatmulConfigError, Q4MatmulShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { GELU_EPILOGUE_WGSL } from './epilogue.ts';
+import { PORTABLE_TILE_M, PORTABLE_TILE_N, PORTABLE_WORKGROUP_BYTES, portableTiledSource } from './q4MatmulPortable.ts';
+import { dispatchFlops, rowsPerDispatch } from './dispatchBudget.ts';
 import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
@@ -56,6 +60,8 @@ export interface Q4MatmulOptions {
   path?: Q4MatmulPath;
   /** Subgroup-matrix path only; default DEFAULT_TILING where it fits the device's limits. */
   tiling?: SubgroupMatrixTiling;
+  /** FLOPs one dispatch may take; default the path's share of the dispatch budget (dispatchBudget.ts). */
+  dispatchFlops?: number;
 }
 
 export interface Q4MatmulIO {
@@ -98,7 +104,6 @@ export function q4MatmulFlops(m: number, k: number, n: number): number {
 }
 
 const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
-const PORTABLE_TILE = 64;
 /** The subgroup-matrix kernel's smallest problem: one 16-row matrix. Fewer rows go to the portable kernel. */
 const SUBGROUP_MATRIX_MIN_M = 16;
 /**
@@ -192,15 +197,20 @@ export async function createQ4Matmul(device: GPUDevice, options: Q4MatmulOptions
   for (const [name, v] of [['k', k], ['n', n]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Q4MatmulConfigError(`${name} must be a positive integer, got ${v}.`);
   }
+  if (k % Q4_BLOCK_SIZE !== 0) throw new Q4MatmulConfigError(`K must be a multiple of ${Q4_BLOCK_SIZE} (whole quantization blocks), got ${k}; keep such a linear in float weights.`);
   if (epilogue !== 'none' && epilogue !== 'gelu_tanh') throw new Q4MatmulConfigError(`Unknown epilogue '${String(epilogue)}' (expected 'none' or 'gelu_tanh').`);
+  if (device.limits.maxComputeWorkgroupStorageSize < PORTABLE_WORKGROUP_BYTES || device.limits.maxComputeInvocationsPerWorkgroup < 256) {
+    throw new Q4MatmulConfigError(`The 4-bit matmul needs ${PORTABLE_WORKGROUP_BYTES} bytes of workgroup memory and 256 invocations per workgroup (WebGPU's default limits); this device offers ${device.limits.maxComputeWorkgroupStorageSize} and ${device.limits.maxComputeInvocationsPerWorkgroup}.`);
+  }
   if (dtype === 'f16' && !device.features.has('shader-f16')) {
     throw new Q4MatmulConfigError("f16 activations need the 'shader-f16' device feature; run the model in f32 on this device.");
   }
   const path = options.path ?? chooseQ4MatmulPath(device, options);
   const portableKey = `q4Matmul/portable/${dtype}`;
-  const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableSource(dtype)));
+  const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableTiledSource(dtype)));
   const flags = (options.bias ? FLAG_BIAS : 0) | (epilogue === 'gelu_tanh' ? FLAG_GELU : 0);
-  const shape = { k, n, dtype, epilogue, bias: options.bias, flags };
+  const budget = options.dispatchFlops ?? dispatchFlops(path === 'subgroup-matrix' ? 'q4Matmul/subgroup-matrix' : `q4Matmul/portable/${dtype}`);
+  const shape = { k, n, dtype, epilogue, bias: options.bias, flags, budget };
   if (path === 'portable') return new Q4MatmulKernel(device, await portable(), null, path, null, shape);
   const reason = subgroupMatrixUnavailableReason(device, options);
   if (reason) throw new Q4MatmulConfigError(`The subgroup-matrix 4-bit matmul cannot run here: ${reason}. Use path 'portable'.`);
@@ -220,6 +230,8 @@ interface KernelShape {
   epilogue: Q4Epilogue;
   bias: boolean;
   flags: number;
+  /** FLOPs one dispatch may take. */
+  budget: number;
 }
 
 class Q4MatmulKernel implements Q4Matmul {
@@ -229,6 +241,7 @@ class Q4MatmulKernel implements Q4Matmul {
   readonly epilogue: Q4Epilogue;
   readonly bias: boolean;
   private readonly flags: number;
+  private readonly budget: number;
   /** One small uniform buffer per m: the shapes of a run repeat every step. */
   private readonly params = new Map<number, GPUBuffer>();
   /** Bound in the bias slot when there is no bias (the kernels read it only when the flag says so). */
@@ -243,7 +256,7 @@ class Q4MatmulKernel implements Q4Matmul {
     readonly tiling: SubgroupMatrixTiling | null,
     shape: KernelShape,
   ) {
-    ({ k: this.k, n: this.n, dtype: this.dtype, epilogue: this.epilogue, bias: this.bias, flags: this.flags } = shape);
+    ({ k: this.k, n: this.n, dtype: this.dtype, epilogue: this.epilogue, bias: this.bias, flags: this.flags, budget: this.budget } = shape);
   }
 
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, io: Q4MatmulIO): void {
@@ -253,29 +266,43 @@ class Q4MatmulKernel implements Q4Matmul {
     if (!this.bias && io.bias) throw new Q4MatmulShapeError('This 4-bit matmul was created with bias: false but io.bias was given; create it with bias: true.');
     const small = this.smallPipeline !== null && m < SUBGROUP_MATRIX_MIN_M;
     const pipeline = small ? this.smallPipeline! : this.pipeline;
-    const [rowsPerGroup, colsPerGroup] = small || !this.tiling ? [PORTABLE_TILE, PORTABLE_TILE] : tileShape(this.tiling);
-    const grid = [Math.ceil(this.n / colsPerGroup), Math.ceil(m / rowsPerGroup)];
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (grid[0] > maxGroups || grid[1] > maxGroups) {
-      throw new Q4MatmulShapeError(`A ${m}×${this.n} product needs a ${grid[0]}×${grid[1]} grid; this device allows ${maxGroups} per dimension. Split the rows over several calls.`);
-    }
+    const [rowsPerGroup, colsPerGroup] = small || !this.tiling ? [PORTABLE_TILE_M, PORTABLE_TILE_N] : tileShape(this.tiling);
     const elem = this.dtype === 'f16' ? 2 : 4;
     const kBlocks = Math.ceil(this.k / Q4_BLOCK_SIZE);
-    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string) =>
-      checkedBinding(this.device, buffer, bytes, { kernel: '4-bit matmul', name, what, tooLargeHint: 'Split the rows over several calls.' }, Q4MatmulShapeError);
-    const bindGroup = this.device.createBindGroup({
-      label: `q4Matmul ${m}×${this.k}→${this.n}`,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: this.paramsBuffer(m) } },
-        { binding: 1, resource: binding('x', io.x, m * this.k * elem, `${m} × ${this.k} ${this.dtype}`) },
-        { binding: 2, resource: binding('blocks', io.blocks, this.n * kBlocks * 16, `${this.n} rows × ${kBlocks} blocks × 16 bytes`) },
-        { binding: 3, resource: binding('scales', io.scales, this.n * kBlocks * elem, `${this.n} × ${kBlocks} ${this.dtype} scales`) },
-        { binding: 4, resource: io.bias ? binding('bias', io.bias, this.n * elem, `${this.n} ${this.dtype}`) : { buffer: this.noBiasBuffer() } },
-        { binding: 5, resource: binding('out', io.out, m * this.n * elem, `${m} × ${this.n} ${this.dtype}`) },
-      ],
-    });
-    recordDispatch(target, 'q4Matmul', pipeline, bindGroup, grid[0], grid[1]);
+    const binding = (name: string, buffer: GPUBuffer, bytes: number, what: string, offset = 0) =>
+      checkedBinding(this.device, buffer, bytes, { kernel: '4-bit matmul', name, what, tooLargeHint: 'Split the rows over several calls.' }, Q4MatmulShapeError, offset);
+    const weights = {
+      blocks: binding('blocks', io.blocks, this.n * kBlocks * 16, `${this.n} rows × ${kBlocks} blocks × 16 bytes`),
+      scales: binding('scales', io.scales, this.n * kBlocks * elem, `${this.n} × ${kBlocks} ${this.dtype} scales`),
+      bias: io.bias ? binding('bias', io.bias, this.n * elem, `${this.n} ${this.dtype}`) : { buffer: this.noBiasBuffer() },
+    };
+    // Whole tiles of rows per dispatch within the budget, x and y bound at the chunk's row offset.
+    const [xRow, yRow] = [this.k * elem, this.n * elem];
+    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
+    const chunk = Math.min(m, rowsPerDispatch(this.budget, 2 * this.k * this.n, rowsPerGroup, [xRow, yRow], alignment));
+    const aligned = (xRow * chunk) % alignment === 0 && (yRow * chunk) % alignment === 0;
+    const step = aligned ? chunk : m;
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    for (let r0 = 0; r0 < m; r0 += step) {
+      const rows = Math.min(step, m - r0);
+      const grid = [Math.ceil(this.n / colsPerGroup), Math.ceil(rows / rowsPerGroup)];
+      if (grid[0] > maxGroups || grid[1] > maxGroups) {
+        throw new Q4MatmulShapeError(`A ${rows}×${this.n} product needs a ${grid[0]}×${grid[1]} grid; this device allows ${maxGroups} per dimension. Split the rows over several calls.`);
+      }
+      const bindGroup = this.device.createBindGroup({
+        label: `q4Matmul ${rows}×${this.k}→${this.n}`,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: this.paramsBuffer(rows) } },
+          { binding: 1, resource: binding('x', io.x, rows * xRow, `${m} × ${this.k} ${this.dtype}`, r0 * xRow) },
+          { binding: 2, resource: weights.blocks },
+          { binding: 3, resource: weights.scales },
+          { binding: 4, resource: weights.bias },
+          { binding: 5, resource: binding('out', io.out, rows * yRow, `${m} × ${this.n} ${this.dtype}`, r0 * yRow) },
+        ],
+      });
+      recordDispatch(target, 'q4Matmul', pipeline, bindGroup, grid[0], grid[1]);
+    }
   }
 
   run(io: Q4MatmulIO): Promise<void> {
@@ -308,106 +335,10 @@ function fill(template: string, values: Record<string, string>): string {
   });
 }
 
-/** The portable source with its placeholders filled: {{ENABLE}}, {{ELEM}}. */
-export function portableSource(dtype: Q4MatmulDtype): string {
-  return fill(PORTABLE_SOURCE, { ENABLE: dtype === 'f16' ? 'enable f16;' : '', ELEM: dtype, EPILOGUE: GELU_EPILOGUE_WGSL });
-}
-
 /** The subgroup-matrix source for a tiling (generated per tiling), its {{EPILOGUE}} filled. */
 export function subgroupMatrixSource(tiling: SubgroupMatrixTiling): string {
   return fill(subgroupMatrixTemplate(tiling), { EPILOGUE: GELU_EPILOGUE_WGSL });
 }
-
-// Portable kernel. One workgroup = 64 rows × 64 output columns, 256 invocations, each owning 4 rows × 4 columns.
-// Per quantization block (32 of K): the x tile and the dequantized W tile are written to workgroup memory
-// transposed ([k][row] as vec4, so the inner loop reads 4 rows or 4 columns at once); rows past m, columns past n
-// and k past K read as zeros. Dequantization: 4 invocations per W row, one u32 (8 nibbles) each.
-// Workgroup memory: 2 × 8 KiB.
-const PORTABLE_SOURCE = /* wgsl */ `
-{{ENABLE}}
-alias Elem = {{ELEM}};
-
-const TILE: u32 = 64u;
-const BK: u32 = 32u;
-const THREADS: u32 = 256u;
-const FLAG_BIAS: u32 = 1u;
-const FLAG_GELU: u32 = 2u;
-
-struct Params { m: u32, n: u32, k: u32, kBlocks: u32, flags: u32, pad0: u32, pad1: u32, pad2: u32 }
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<Elem>;
-@group(0) @binding(2) var<storage, read> blocks: array<u32>;
-@group(0) @binding(3) var<storage, read> scales: array<Elem>;
-@group(0) @binding(4) var<storage, read> bias: array<Elem>;
-@group(0) @binding(5) var<storage, read_write> y: array<Elem>;
-
-var<workgroup> xTile: array<vec4<f32>, 512>;   // [BK][TILE/4]: x rows of the tile
-var<workgroup> wTile: array<vec4<f32>, 512>;   // [BK][TILE/4]: W rows (output columns) of the tile
-
-{{EPILOGUE}}
-
-fn writeRow(row: u32, col: u32, v: vec4<f32>) {
-  if (row >= params.m) { return; }
-  for (var j = 0u; j < 4u; j++) {
-    if (col + j < params.n) { y[row * params.n + col + j] = Elem(finish(v[j], col + j)); }
-  }
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let m = params.m;
-  let n = params.n;
-  let kSize = params.k;
-  let kBlocks = params.kBlocks;
-  let row0 = wg.y * TILE;
-  let col0 = wg.x * TILE;
-  let tr = t / 16u;                // outputs: rows row0 + 4·tr ..
-  let tc = t % 16u;                //          columns col0 + 4·tc ..
-  let wRow = t / 4u;               // dequantization: W row col0 + wRow,
-  let wWord = t % 4u;              //                 u32 wWord of its block
-  let wCol = col0 + wRow;
-
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  var acc2 = vec4<f32>(0.0);
-  var acc3 = vec4<f32>(0.0);
-  for (var kb = 0u; kb < kBlocks; kb++) {
-    let k0 = kb * BK;
-    workgroupBarrier();
-    for (var e = 0u; e < 8u; e++) {
-      let i = t + e * THREADS;
-      let r = i / BK;
-      let kk = i % BK;
-      var v = 0.0;
-      if (row0 + r < m && k0 + kk < kSize) { v = f32(x[(row0 + r) * kSize + k0 + kk]); }
-      xTile[kk * 16u + r / 4u][r % 4u] = v;
-    }
-    var word = 0u;
-    var scale = 0.0;
-    if (wCol < n) {
-      word = blocks[(wCol * kBlocks + kb) * 4u + wWord];
-      scale = f32(scales[wCol * kBlocks + kb]);
-    }
-    for (var j = 0u; j < 8u; j++) {
-      wTile[(wWord * 8u + j) * 16u + wRow / 4u][wRow % 4u] = (f32((word >> (4u * j)) & 15u) - 8.0) * scale;
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let a = xTile[kk * 16u + tr];
-      let b = wTile[kk * 16u + tc];
-      acc0 += a.x * b;
-      acc1 += a.y * b;
-      acc2 += a.z * b;
-      acc3 += a.w * b;
-    }
-  }
-  writeRow(row0 + 4u * tr + 0u, col0 + 4u * tc, acc0);
-  writeRow(row0 + 4u * tr + 1u, col0 + 4u * tc, acc1);
-  writeRow(row0 + 4u * tr + 2u, col0 + 4u * tc, acc2);
-  writeRow(row0 + 4u * tr + 3u, col0 + 4u * tc, acc3);
-}
-`;
 
 /** Derived sizes of the subgroup-matrix kernel for a tiling (fragM/fragN default 4). Scratch stride 16 f32 (20 needs more memory). */
 function tilingLayout(t: SubgroupMatrixTiling) {

@@ -2,8 +2,11 @@
 // dispatches; this module owns the buffers between stages and the command encoder. Values live in pooled buffers:
 // a value's buffer goes back to the pool once the last stage reading it has been recorded (queue order puts every
 // read before any later stage's write), and the plan's outputs leave the pool until the caller gives them back.
-// Every stage is recorded into one command encoder, submitted once at the end (record, then submit). After the first
-// run of each plan the pool holds what a run needs and no buffer is created; other sizes start a new pool.
+// Stages are recorded into one command encoder and submitted together (record, then submit), but a submit holds at
+// most about `submitBudgetMs` of estimated GPU work: a stage reserves its estimate before it records, and what is
+// recorded is submitted first when the reservation would pass the budget, so no submit approaches a watchdog's limit
+// on a slow card. After the first run of each plan the pool holds what a run needs
+// and no buffer is created; other sizes start a new pool.
 
 export interface PlanShape<S> {
   stages: readonly S[];
@@ -19,8 +22,10 @@ export interface StageContext {
   write(name: string, bytes: number): GPUBuffer;
   /** A scratch buffer this stage alone uses; back to the pool after it. */
   scratch(bytes: number, label: string): GPUBuffer;
-  /** The command encoder the plan records into. */
+  /** The command encoder the plan records into (read it after reserve: a reservation may submit and start a new one). */
   readonly encoder: GPUCommandEncoder;
+  /** Announces `ms` of estimated GPU work about to be recorded; submits what is recorded first if it would pass the budget. */
+  reserve(ms: number): void;
 }
 
 /** Buffers of one size regime, reused from run to run. */
@@ -77,6 +82,8 @@ function lastReads<S>(plan: PlanShape<S>): Map<string, number> {
 export interface PlanRunOptions<S> {
   /** Waits for the GPU after every stage and reports its time (benches); slows the run down. */
   onStage?: (stage: S, ms: number) => void;
+  /** Submit once the recorded stages' estimates reach this many ms (default: only at the end). */
+  submitBudgetMs?: number;
 }
 
 /**
@@ -97,9 +104,11 @@ export async function runGpuPlan<S>(
   const held = new Map<string, GPUBuffer>(); // written values, by name, until their last read
   const kept = new Map<string, GPUBuffer>();
   let encoder: GPUCommandEncoder | null = null;
+  let recordedMs = 0;
   const submit = () => {
     if (encoder) device.queue.submit([encoder.finish()]);
     encoder = null;
+    recordedMs = 0;
   };
   const value = (name: string) => inputs.get(name) ?? held.get(name) ?? kept.get(name);
   try {
@@ -129,6 +138,10 @@ export async function runGpuPlan<S>(
         },
         get encoder() {
           return (encoder ??= device.createCommandEncoder({ label: 'plan' }));
+        },
+        reserve(ms) {
+          if (options.submitBudgetMs !== undefined && recordedMs > 0 && recordedMs + ms > options.submitBudgetMs) submit();
+          recordedMs += ms;
         },
       };
       record(stage, context);

@@ -103,6 +103,8 @@ export interface DiTRunnerOptions {
    * on ORT's device on WebGPU (our kernels read weights from GPU buffers), CPU feeds on the wasm EP.
    */
   residency?: WeightResidency;
+  /** The block kernels' path on WebGPU (ditBlocksWebgpu.ts): 'auto' (default), 'portable' or 'subgroup-matrix'. */
+  kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
 }
 
 // ───────────────────────────── input preparation ─────────────────────────────
@@ -290,7 +292,7 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
   const graphWeights = async (set: WeightSet): Promise<Record<string, OrtTensor>> => residency.feeds(await hostBlock(set));
   const stageWeights = stageWeightSource((plan: BlockPlan, block: number) => hostBlock(plan.weights, block));
   const blocks: BlockExecutor = device
-    ? await createWebgpuBlockExecutor(device, config, network.blocks, { dtype, weights: async (plan, block) => residency.feeds(await stageWeights(plan, block)) })
+    ? await createWebgpuBlockExecutor(device, config, network.blocks, { dtype, path: options.kernelPath, weights: async (plan, block) => residency.feeds(await stageWeights(plan, block)) })
     : createCpuBlockExecutor(config, network.blocks, { dtype, weights: stageWeights });
 
   /** The embedders: packed image tokens, context tokens, temb and the RoPE halves, on the GPU with WebGPU. */

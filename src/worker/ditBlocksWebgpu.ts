@@ -14,7 +14,8 @@ import { gpuTensor, type OrtTensor } from '../runtime/ort.ts';
 import { readGpuBuffer } from '../runtime/device.ts';
 import { f16ToF32 } from '../weights/dtypes.ts';
 import { GpuBufferPool, runGpuPlan, type StageContext } from '../runtime/planRunner.ts';
-import { createFlashAttention, type FlashAttention } from '../kernels/flashAttention.ts';
+import { attentionFlops, createFlashAttention, type FlashAttention } from '../kernels/flashAttention.ts';
+import { h200Flops, h200Ms, rowsPerDispatch, SUBMIT_BUDGET_MS, type KernelPath } from '../kernels/dispatchBudget.ts';
 import { createQ4Matmul, type Q4Matmul } from '../kernels/q4Matmul.ts';
 import { createQ4Gemv, type Q4Gemv } from '../kernels/q4Gemv.ts';
 import { createMatmul, createSiluGemv, type Matmul, type SiluGemv } from '../kernels/matmul.ts';
@@ -26,6 +27,12 @@ import { DiTKernelInputError } from '../errors/engine.ts';
 
 export interface WebgpuBlockExecutorOptions {
   dtype: 'float32' | 'float16';
+  /**
+   * The kernels' path: 'auto' (default) takes the tensor cores (subgroup matrices) where the device has them and the
+   * portable kernels elsewhere; 'portable' forces the portable ones (what stock Chrome gets), 'subgroup-matrix'
+   * refuses to run without the tensor-core path.
+   */
+  path?: 'auto' | 'portable' | 'subgroup-matrix';
   /** Block `block`'s weights as the stages read them (ditBlocks.ts stageWeights), as GPU tensors on `device`. */
   weights(plan: BlockPlan, block: number): Promise<Record<string, OrtTensor>>;
 }
@@ -48,13 +55,14 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
   const elementBytes = dtype === 'f16' ? 2 : 4;
   const stages = [...plans.dual.stages, ...plans.single.stages];
   const width = hiddenSize(config);
+  const path = options.path && options.path !== 'auto' ? options.path : undefined;
 
   const products = new Map<string, Q4Matmul | Matmul>();
   const rows = new Map<string, Q4Gemv | SiluGemv>();
   for (const stage of stages) {
     if (stage.op === 'linear' && !products.has(linearKey(stage.linear))) {
       const l = stage.linear;
-      const shape = { k: l.k, n: l.n, dtype, epilogue: l.epilogue, bias: l.bias } as const;
+      const shape = { k: l.k, n: l.n, dtype, epilogue: l.epilogue, bias: l.bias, path } as const;
       products.set(linearKey(l), l.format === 'q4' ? await createQ4Matmul(device, shape) : await createMatmul(device, shape));
     }
     if (stage.op === 'adaParams' && !rows.has(linearKey(stage.linear))) {
@@ -62,7 +70,7 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
       rows.set(linearKey(l), l.format === 'q4' ? await createQ4Gemv(device, { k: l.k, n: l.n, dtype }) : await createSiluGemv(device, { k: l.k, n: l.n, dtype }));
     }
   }
-  const attention: FlashAttention = await createFlashAttention(device, { heads: config.heads, headDim: config.headDim, dtype });
+  const attention: FlashAttention = await createFlashAttention(device, { heads: config.heads, headDim: config.headDim, dtype, path });
   const heads: QkvHeads = await createQkvHeads(device, { heads: config.heads, headDim: config.headDim, dtype, eps: DIT_NORM_EPS });
   const adaNorm: AdaNorm = await createAdaNorm(device, { dim: width, dtype, eps: DIT_NORM_EPS });
   const pool = new GpuBufferPool(device, 'dit');
@@ -70,6 +78,12 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
   /** The kernels serving a kind of product: format and path, e.g. 'q4/subgroup-matrix' (several, comma-separated). */
   const kernelNames = (kernels: ReadonlyMap<string, object>) =>
     [...new Set([...kernels.entries()].map(([key, k]) => `${key.split('/')[0]}/${'path' in k ? String(k.path) : 'portable'}`))].join(', ');
+
+  const attentionPath: KernelPath = attention.path === 'subgroup-matrix' ? 'attention/subgroup-matrix' : `attention/portable/${dtype}`;
+  const productPath = (l: PlanLinear): KernelPath => {
+    if (l.format === 'float') return 'matmul/portable';
+    return (products.get(linearKey(l)) as Q4Matmul).path === 'subgroup-matrix' ? 'q4Matmul/subgroup-matrix' : `q4Matmul/portable/${dtype}`;
+  };
 
   /** Records one stage: the block's streams have `imageRows` and `contextRows` tokens. */
   const recordStage = (plan: BlockPlan, weights: Record<string, OrtTensor>, imageRows: number, contextRows: number) => {
@@ -124,6 +138,7 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
           const out = c.write(stage.out, bytesOf(stage.out));
           const bias = names.bias ? weight(names.bias) : undefined;
           const product = products.get(linearKey(l))!;
+          c.reserve(h200Ms(productPath(l), 2 * m * l.k * l.n));
           if (l.format === 'q4') (product as Q4Matmul).encode(c.encoder, { x, blocks: weight(names.weight), scales: weight(names.scales!), bias, out, m });
           else (product as Matmul).encode(c.encoder, { x, w: weight(names.weight), bias, out, m });
           dispatches.linear++;
@@ -141,9 +156,18 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
           return;
         }
         case 'attention': {
-          // out [N, H·d] = softmax(q·kᵀ/√d)·v over the joint rows
+          // out [N, H·d] = softmax(q·kᵀ/√d)·v over the joint rows, in query chunks of at most half a submit's budget
           const n = imageRows + contextRows;
-          attention.encode(c.encoder, { q: c.read(stage.q), k: c.read(stage.k), v: c.read(stage.v), out: c.write(stage.out, bytesOf(stage.out)), nq: n, nk: n });
+          const io = { q: c.read(stage.q), k: c.read(stage.k), v: c.read(stage.v), out: c.write(stage.out, bytesOf(stage.out)), nk: n };
+          const perRow = attentionFlops(1, n, config.heads, config.headDim);
+          const rowBytes = width * elementBytes;
+          const chunk = rowsPerDispatch(h200Flops(attentionPath, SUBMIT_BUDGET_MS / 2), perRow, 128, [rowBytes], device.limits.minStorageBufferOffsetAlignment);
+          const step = (chunk * rowBytes) % device.limits.minStorageBufferOffsetAlignment === 0 ? chunk : n;
+          for (let row0 = 0; row0 < n; row0 += step) {
+            const rows = Math.min(step, n - row0);
+            c.reserve(h200Ms(attentionPath, rows * perRow));
+            attention.encode(c.encoder, { ...io, row0, nq: rows });
+          }
           dispatches.attention++;
           return;
         }
@@ -173,7 +197,7 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
     const weights = await options.weights(plan, block);
     const { inputs, uploads } = inputsOf(plan, s);
     try {
-      return await runGpuPlan(device, pool, { stages: stagesToRun, reads: stageReads, writes: stageWrites }, inputs, keep, recordStage(plan, weights, imageRows, contextRows), runOptions);
+      return await runGpuPlan(device, pool, { stages: stagesToRun, reads: stageReads, writes: stageWrites }, inputs, keep, recordStage(plan, weights, imageRows, contextRows), { submitBudgetMs: SUBMIT_BUDGET_MS, ...runOptions });
     } finally {
       for (const b of uploads) b.destroy(); // after the commands reading them were submitted: WebGPU keeps them alive until done
     }

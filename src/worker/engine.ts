@@ -35,6 +35,8 @@ export interface RuntimeChoice {
   quantized: boolean;
   /** Bytes of transformer weights kept on the GPU; the rest stream (Infinity: all resident). */
   transformerBudgetBytes: number;
+  /** The transformer's kernel path on WebGPU: 'auto' (the device's best), or forced for benches and comparisons. */
+  kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
   /** The device ORT shares (for residency); null on the wasm EP. */
   device: GPUDevice | null;
   maxStorageBufferBindingSize: number;
@@ -153,6 +155,7 @@ export async function runJob(
     dtype: runtime.dtype,
     quantized: runtime.quantized,
     residency: runtime.device ? new WeightResidency(runtime.device, runtime.transformerBudgetBytes) : undefined,
+    kernelPath: runtime.kernelPath,
   });
   try {
     const startLatent = (await vae.encode(vaeInputPixels(start))).latent;

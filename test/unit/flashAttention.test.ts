@@ -5,7 +5,7 @@
 
 import { AttentionConfigError, AttentionShapeError } from '../../src/errors/index.ts';
 import { afterAll, describe, expect, it } from 'vitest';
-import { chooseAttentionPath, createFlashAttention, subgroupMatrixUnavailableReason, subgroupMatrixWorkgroupBytes, type AttentionDtype, type SubgroupMatrixRows } from '../../src/kernels/flashAttention.ts';
+import { attentionFlops, chooseAttentionPath, createFlashAttention, subgroupMatrixUnavailableReason, subgroupMatrixWorkgroupBytes, type AttentionDtype, type SubgroupMatrixRows } from '../../src/kernels/flashAttention.ts';
 import { f16ToF32, f32ToF16 } from '../../src/weights/dtypes.ts';
 import { formatError, tensorError } from '../../src/pipeline/tensorError.ts';
 import { testGpu } from '../helpers/webgpu.ts';
@@ -22,6 +22,8 @@ interface Case {
   amplitude: number;
   /** Key j is scaled by 1 + keyRamp·j/nk, so later keys score higher and the running maximum must move. */
   keyRamp?: number;
+  /** FLOPs per dispatch, to force the queries into several dispatches at row offsets. */
+  dispatchFlops?: number;
 }
 
 const PORTABLE_CASES: Case[] = [
@@ -33,6 +35,7 @@ const PORTABLE_CASES: Case[] = [
   { nq: 100, nk: 100, heads: 2, headDim: 128, amplitude: 0.7 },
   { nq: 5, nk: 97, heads: 3, headDim: 64, amplitude: 1 },
   { nq: 40, nk: 150, heads: 2, headDim: 32, amplitude: 2, keyRamp: 4 },
+  { nq: 200, nk: 70, heads: 2, headDim: 32, amplitude: 1, dispatchFlops: attentionFlops(64, 70, 2, 32) }, // 64 queries per dispatch: 4 dispatches
 ];
 
 /** Uploads data (converted to dtype), runs the kernel, reads the output back as f32. */
@@ -40,7 +43,7 @@ async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: '
   const { device } = ctx;
   const [qb, kb, vb] = [q, k, v].map((x) => uploadBuffer(device, x, dtype));
   const out = poisonedBuffer(device, c.nq * c.heads * c.headDim, dtype); // an element the kernel forgets stays NaN
-  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path, ...(rows ? { subgroupMatrixRows: rows } : {}) });
+  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path, dispatchFlops: c.dispatchFlops, ...(rows ? { subgroupMatrixRows: rows } : {}) });
   await attention.run({ q: qb, k: kb, v: vb, out, nq: c.nq, nk: c.nk });
   const got = await readBuffer(device, out, c.nq * c.heads * c.headDim, dtype);
   for (const b of [qb, kb, vb, out]) b.destroy();
@@ -69,7 +72,7 @@ describe('flash attention, portable kernel, f32', () => {
   afterAll(() => console.log(`portable f32 against float64 reference:\n${measured.join('\n')}`));
 
   for (const [index, c] of PORTABLE_CASES.entries()) {
-    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}${c.keyRamp ? ' rising keys' : ''}: relative error ≤ 1e-5`, async () => {
+    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}${c.keyRamp ? ' rising keys' : ''}${c.dispatchFlops ? ', split over dispatches' : ''}: relative error ≤ 1e-5`, async () => {
       const { q, k, v } = inputsFor(c, 1000 + 17 * index);
       const got = await runOnGpu(ctx, c, 'f32', 'portable', q, k, v);
       const want = referenceAttention(q, k, v, c.nk, c.heads, c.headDim, allRows(c.nq));

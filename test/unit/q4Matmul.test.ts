@@ -21,11 +21,14 @@ interface Case {
   bias: boolean;
   epilogue: Q4Epilogue;
   tiling?: SubgroupMatrixTiling;
+  /** FLOPs per dispatch, to force the product into several dispatches at row offsets. */
+  dispatchFlops?: number;
 }
 
 const roundTripF16 = (x: Float32Array) => f16ToF32(f32ToF16(x));
 const describeCase = (c: Case) =>
-  `m=${c.m} k=${c.k} n=${c.n}${c.bias ? ' +bias' : ''}${c.epilogue === 'gelu_tanh' ? ' +gelu' : ''}${c.tiling ? ` tiling ${tilingKey(c.tiling)}` : ''}`;
+  `m=${c.m} k=${c.k} n=${c.n}${c.bias ? ' +bias' : ''}${c.epilogue === 'gelu_tanh' ? ' +gelu' : ''}${c.tiling ? ` tiling ${tilingKey(c.tiling)}` : ''}` +
+  `${c.dispatchFlops ? `, ${Math.ceil(c.m / Math.max(128, Math.floor(c.dispatchFlops / (2 * c.k * c.n) / 128) * 128))} dispatches` : ''}`;
 
 /** Inputs of a case as the GPU will see them (f16-rounded for f16) and the float64 reference output. */
 function caseData(c: Case, dtype: Q4MatmulDtype, seed: number) {
@@ -57,7 +60,7 @@ async function runOnGpu(ctx: GpuContext, c: Case, dtype: Q4MatmulDtype, path: Q4
   device.queue.writeBuffer(out, 0, new Uint8Array(out.size).fill(0xff));
   const readback = device.createBuffer({ size: out.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const inputs = { x: upload(x), blocks: upload(weight.blocks), scales: upload(weight.scales), bias: bias ? upload(bias) : undefined };
-  const matmul = await createQ4Matmul(device, { k: c.k, n: c.n, dtype, epilogue: c.epilogue, bias: c.bias, path, tiling: c.tiling });
+  const matmul = await createQ4Matmul(device, { k: c.k, n: c.n, dtype, epilogue: c.epilogue, bias: c.bias, path, tiling: c.tiling, dispatchFlops: c.dispatchFlops });
   expect(matmul.path).toBe(path);
   const encoder = device.createCommandEncoder();
   matmul.encode(encoder, { ...inputs, out, m: c.m });
@@ -80,10 +83,11 @@ const skipNote = (reason: string | null) => (reason ? ` [skipped: ${reason}; run
 // One pipeline serves every case of a dtype (bias and epilogue are uniforms): SwiftShader compiles it once.
 const PORTABLE_CASES: Case[] = [
   { m: 1, k: 32, n: 1, bias: false, epilogue: 'none' },
-  { m: 70, k: 96, n: 72, bias: true, epilogue: 'gelu_tanh' }, // m and n not multiples of the 64 tile, 3 blocks
-  { m: 64, k: 64, n: 64, bias: true, epilogue: 'none' },
-  { m: 130, k: 100, n: 33, bias: false, epilogue: 'gelu_tanh' }, // k not a multiple of 32: the last block is padded
+  { m: 70, k: 96, n: 72, bias: true, epilogue: 'gelu_tanh' }, // m and n not multiples of the 128 tile, 3 blocks
+  { m: 128, k: 64, n: 128, bias: true, epilogue: 'none' }, // exactly one tile
+  { m: 300, k: 128, n: 136, bias: false, epilogue: 'gelu_tanh' }, // rows past two tiles, columns past one
   { m: 5, k: 320, n: 130, bias: true, epilogue: 'gelu_tanh' },
+  { m: 400, k: 96, n: 72, bias: true, epilogue: 'none', dispatchFlops: 2 * 96 * 72 * 128 }, // one row tile per dispatch, at row offsets
 ];
 
 describe('4-bit matmul, portable kernel, f32', () => {
@@ -157,6 +161,7 @@ describe('4-bit matmul, validation', () => {
 
   it('rejects invalid sizes, missing or unexpected bias and buffers that are too small', async () => {
     await expect(createQ4Matmul(ctx.device, { k: 0, n: 64, dtype: 'f32', bias: false })).rejects.toThrow(Q4MatmulConfigError);
+    await expect(createQ4Matmul(ctx.device, { k: 100, n: 64, dtype: 'f32', bias: false })).rejects.toThrow(/multiple of 32/);
     const matmul = await createQ4Matmul(ctx.device, { k: 64, n: 64, dtype: 'f32', bias: true, path: 'portable' });
     const small = ctx.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE });
     const encoder = ctx.device.createCommandEncoder();
