@@ -3,7 +3,7 @@
 // bought with a wrong answer. Standalone Node script: bundle with
 //   npx esbuild bench/attentionKernel.ts --bundle --platform=node --format=esm --outfile=.gpu-bundle/attentionKernel.mjs
 // and run it where `webgpu` resolves (see scripts/gpu-bundle). Options: --n=TOKENS --heads=H --runs=R
-// --only=subgroup-matrix,portable-f16,portable-f32 (comma-separated), --rows=128,64 (time the subgroup-matrix kernel
+// --only=subgroup-matrix,portable-f16,portable-f32,portable-f16-2x1,portable-f32-2x1,portable-f16-basic,portable-f32-basic (comma-separated), --rows=128,64 (time the subgroup-matrix kernel
 // with these query rows per workgroup), --software (SwiftShader, for a smoke test at small --n). Last line: one JSON
 // object.
 
@@ -20,6 +20,7 @@ import {
 } from '../src/kernels/flashAttention.ts';
 import { f16ToF32, f32ToF16 } from '../src/weights/dtypes.ts';
 import { tensorError } from '../src/pipeline/tensorError.ts';
+import type { TiledAttentionShape } from '../src/kernels/flashAttentionPortable.ts';
 import { randomValues } from '../test/helpers/kernelData.ts';
 
 interface Variant {
@@ -27,6 +28,9 @@ interface Variant {
   path: AttentionPath;
   dtype: AttentionDtype;
   rows?: SubgroupMatrixRows;
+  /** Portable only: false for the kernel without subgroups; a shape for the tiled one. */
+  tiled?: boolean;
+  tiledShape?: TiledAttentionShape;
 }
 
 /** --rows=128,64: query rows per workgroup of the subgroup-matrix kernel to time, one variant each. */
@@ -53,6 +57,11 @@ const VARIANTS: Variant[] = [
   { name: 'subgroup-matrix', path: 'subgroup-matrix', dtype: 'f16' },
   { name: 'portable-f16', path: 'portable', dtype: 'f16' },
   { name: 'portable-f32', path: 'portable', dtype: 'f32' },
+  // The tiled portable kernel's other shape, and the kernel for devices without subgroups.
+  { name: 'portable-f16-2x1', path: 'portable', dtype: 'f16', tiledShape: { parts: 2, queries: 1 } },
+  { name: 'portable-f32-2x1', path: 'portable', dtype: 'f32', tiledShape: { parts: 2, queries: 1 } },
+  { name: 'portable-f16-basic', path: 'portable', dtype: 'f16', tiled: false },
+  { name: 'portable-f32-basic', path: 'portable', dtype: 'f32', tiled: false },
 ];
 
 function option(name: string, fallback: string): string {
@@ -135,7 +144,9 @@ async function main(): Promise<void> {
     }
     let attention: FlashAttention;
     try {
-      attention = await createFlashAttention(device, { heads, headDim, dtype: variant.dtype, path: variant.path, ...(variant.rows ? { subgroupMatrixRows: variant.rows } : {}) });
+      attention = await createFlashAttention(device, {
+        heads, headDim, dtype: variant.dtype, path: variant.path, tiled: variant.tiled, tiledShape: variant.tiledShape, ...(variant.rows ? { subgroupMatrixRows: variant.rows } : {}),
+      });
     } catch (e) {
       result.skipped = `failed to build: ${(e as Error).message}`;
       console.log(`${variant.name}: ${result.skipped}`);

@@ -28,6 +28,8 @@ export interface BlockNumericsOptions {
   condTokens: number;
   /** The path under test; the reference is always float32. */
   dtype: Dtype;
+  /** The candidate's kernel path ('auto' by default); the f32 reference runs the portable f32 kernels either way. */
+  kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
   /** Feed the reference the fp16-rounded weights (default): only activation precision then differs. */
   roundReferenceWeights: boolean;
   seed?: number;
@@ -213,7 +215,7 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
   };
 
   /** Both blocks on one path, outputs read back; the path's weights and buffers are freed before returning. */
-  const runPath = async (dtype: Dtype, plans: Plans) => {
+  const runPath = async (dtype: Dtype, plans: Plans, path: BlockNumericsOptions['kernelPath'] = 'auto') => {
     const residency = new WeightResidency(device);
     const blocks = new Map<BlockPlan, HostBlock>();
     const stageWeights = stageWeightSource(async (plan) => {
@@ -221,7 +223,7 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
       if (!b) blocks.set(plan, (b = weights.block(plan.weights, `${dtype}/${plan.weights.name}`)));
       return b;
     });
-    const runner = await createWebgpuBlockExecutor(device, config, plans, { dtype, weights: async (plan, block) => residency.feeds(await stageWeights(plan, block)) });
+    const runner = await createWebgpuBlockExecutor(device, config, plans, { dtype, path, weights: async (plan, block) => residency.feeds(await stageWeights(plan, block)) });
     const outputs = {} as Record<BlockKind, { image: Float32Array; context: Float32Array }>;
     const ms = {} as Record<BlockKind, number>;
     try {
@@ -250,7 +252,7 @@ export async function blockNumerics(o: BlockNumericsOptions): Promise<BlockNumer
 
   try {
     const reference = await runPath('float32', referencePlans);
-    const candidate = await runPath(o.dtype, candidatePlans);
+    const candidate = await runPath(o.dtype, candidatePlans, o.kernelPath);
     const errors = (kind: BlockKind) => ({
       image: compare(candidate.outputs[kind].image, reference.outputs[kind].image, host.x),
       context: compare(candidate.outputs[kind].context, reference.outputs[kind].context, host.ctx),

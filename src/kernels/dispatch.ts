@@ -37,8 +37,10 @@ export class DispatchProfiler {
   private readonly querySet: GPUQuerySet;
   private readonly resolveBuffer: GPUBuffer;
   private labels: string[] = [];
-  /** Durations (ms) of the dispatches read back so far, by label. */
-  readonly timings: { label: string; ms: number }[] = [];
+  /** The dispatches read back so far: label, duration and GPU timestamps (ns). */
+  readonly timings: { label: string; ms: number; begin: bigint; end: bigint }[] = [];
+  /** Dispatch counts at each submit (markSubmit), to time submits from their first to their last dispatch. */
+  private readonly submitMarks: number[] = [];
 
   constructor(private readonly device: GPUDevice, private readonly capacity = 2048) {
     this.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * capacity });
@@ -66,8 +68,24 @@ export class DispatchProfiler {
     const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
     readback.unmap();
     readback.destroy();
-    for (let i = 0; i < n; i++) this.timings.push({ label: this.labels[i], ms: Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6 });
+    for (let i = 0; i < n; i++) this.timings.push({ label: this.labels[i], ms: Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6, begin: stamps[2 * i], end: stamps[2 * i + 1] });
     this.labels = [];
+  }
+
+  /** Call after each queue submit: the dispatches recorded since the previous mark belong to that submit. */
+  markSubmit(): void {
+    this.submitMarks.push(this.timings.length + this.labels.length);
+  }
+
+  /** Each submit's GPU span (ms), from its first dispatch's start to its last one's end (after flush). */
+  submitSpans(): number[] {
+    const spans: number[] = [];
+    let from = 0;
+    for (const to of this.submitMarks) {
+      if (to > from) spans.push(Number(this.timings[to - 1].end - this.timings[from].begin) / 1e6);
+      from = to;
+    }
+    return spans;
   }
 }
 

@@ -13,12 +13,12 @@ export const SUBMIT_BUDGET_MS = 200;
 /** Measured H200 throughput of each kernel path at FramePack's sizes, TFLOP/s (rounded down). */
 export const H200_TFLOPS = {
   'q4Matmul/subgroup-matrix': 170,
-  'q4Matmul/portable/f16': 16,
-  'q4Matmul/portable/f32': 14,
+  'q4Matmul/portable/f16': 30,
+  'q4Matmul/portable/f32': 24,
   'matmul/portable': 10,
   'attention/subgroup-matrix': 150,
-  'attention/portable/f16': 15,
-  'attention/portable/f32': 15,
+  'attention/portable/f16': 20,
+  'attention/portable/f32': 11,
 } as const;
 
 export type KernelPath = keyof typeof H200_TFLOPS;

@@ -19,6 +19,7 @@ import { AttentionConfigError, AttentionShapeError } from '../errors/kernels.ts'
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
 import { checkedBinding, recordDispatch, submitAndWait } from './dispatch.ts';
 import { dispatchFlops, rowsPerDispatch } from './dispatchBudget.ts';
+import { DEFAULT_TILED_SHAPE, TILED_WORKGROUP_BYTES, tiledAttentionSource, tiledQueriesPerWorkgroup, type TiledAttentionShape } from './flashAttentionPortable.ts';
 import type { AdapterInfoWithSubgroups } from './kernelCache.ts';
 
 export type AttentionDtype = 'f32' | 'f16';
@@ -39,6 +40,10 @@ export interface FlashAttentionOptions {
   subgroupMatrixRows?: SubgroupMatrixRows;
   /** FLOPs one dispatch may take; default the path's share of the dispatch budget (dispatchBudget.ts). */
   dispatchFlops?: number;
+  /** Portable path only: false forces the kernel that needs no subgroups (tests, benches). Default: tiled where possible. */
+  tiled?: boolean;
+  /** Tiled kernel only, for benches: how a query's work is shared (default DEFAULT_TILED_SHAPE). */
+  tiledShape?: TiledAttentionShape;
 }
 
 export type SubgroupMatrixRows = 64 | 128;
@@ -130,6 +135,12 @@ export function subgroupMatrixUnavailableReason(device: GPUDevice, options: Pick
   return null;
 }
 
+/** Whether the tiled portable kernel runs here: subgroups, 256 invocations and its workgroup memory. */
+function canRunTiled(device: GPUDevice): boolean {
+  const l = device.limits;
+  return device.features.has('subgroups') && l.maxComputeInvocationsPerWorkgroup >= 256 && l.maxComputeWorkgroupSizeX >= 256 && l.maxComputeWorkgroupStorageSize >= TILED_WORKGROUP_BYTES;
+}
+
 /** The path createFlashAttention takes when none is asked for. */
 export function chooseAttentionPath(device: GPUDevice, options: Pick<FlashAttentionOptions, 'headDim' | 'dtype'>): AttentionPath {
   return subgroupMatrixUnavailableReason(device, options) === null ? 'subgroup-matrix' : 'portable';
@@ -157,7 +168,16 @@ export async function createFlashAttention(device: GPUDevice, options: FlashAtte
   const budget = options.dispatchFlops ?? dispatchFlops(path === 'subgroup-matrix' ? 'attention/subgroup-matrix' : `attention/portable/${dtype}`);
   const portableKey = `flashAttention/portable/${dtype}/d${headDim}`;
   const portable = () => cachedPipeline(device, portableKey, () => buildComputePipeline(device, portableKey, portableSource(dtype, headDim as AttentionHeadDim)));
-  if (path === 'portable') return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype, PORTABLE_QUERIES_PER_WORKGROUP, budget);
+  if (path === 'portable') {
+    // With subgroups, the tiled kernel (flashAttentionPortable.ts); without, the one below.
+    if (options.tiled !== false && canRunTiled(device)) {
+      const shape = options.tiledShape ?? DEFAULT_TILED_SHAPE;
+      const tiledKey = `flashAttention/tiled/${dtype}/d${headDim}/${shape.parts}x${shape.queries}`;
+      const tiled = await cachedPipeline(device, tiledKey, () => buildComputePipeline(device, tiledKey, tiledAttentionSource(dtype, headDim, shape)));
+      return new FlashAttentionKernel(device, tiled, null, path, heads, headDim, dtype, tiledQueriesPerWorkgroup(shape), budget);
+    }
+    return new FlashAttentionKernel(device, await portable(), null, path, heads, headDim, dtype, PORTABLE_QUERIES_PER_WORKGROUP, budget);
+  }
   const rows = options.subgroupMatrixRows ?? (fitsSubgroupMatrixRows(device, 128) ? 128 : 64);
   if (!fitsSubgroupMatrixRows(device, rows)) {
     throw new AttentionConfigError(`The subgroup-matrix attention kernel with ${rows} query rows per workgroup does not fit this device's workgroup limits; use 64.`);

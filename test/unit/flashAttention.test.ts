@@ -1,4 +1,4 @@
-// The attention kernels against their CPU twin (src/kernels/cpuReference.ts: float64 softmax attention, the function
+// The attention kernels (tiled portable with subgroups, portable without, subgroup-matrix) against their CPU twin (src/kernels/cpuReference.ts: float64 softmax attention, the function
 // the block plans' CPU executor runs, which the reference fixtures prove). The portable
 // kernel runs on every device (SwiftShader in CI); the subgroup-matrix kernel needs a GPU with matrix units and is
 // skipped, saying so, elsewhere (FRAMEPACK_GPU=hardware picks the machine's GPU).
@@ -12,6 +12,7 @@ import { testGpu } from '../helpers/webgpu.ts';
 import { allRows, attention as referenceAttention } from '../../src/kernels/cpuReference.ts';
 import { poisonedBuffer, randomValues, readBuffer, uploadBuffer } from '../helpers/kernelData.ts';
 import type { GpuContext } from '../../src/runtime/device.ts';
+import type { TiledAttentionShape } from '../../src/kernels/flashAttentionPortable.ts';
 
 interface Case {
   nq: number;
@@ -24,6 +25,9 @@ interface Case {
   keyRamp?: number;
   /** FLOPs per dispatch, to force the queries into several dispatches at row offsets. */
   dispatchFlops?: number;
+  /** false: the portable kernel for devices without subgroups (the tiled one is the default where they exist). */
+  tiled?: boolean;
+  tiledShape?: TiledAttentionShape;
 }
 
 const PORTABLE_CASES: Case[] = [
@@ -36,6 +40,9 @@ const PORTABLE_CASES: Case[] = [
   { nq: 5, nk: 97, heads: 3, headDim: 64, amplitude: 1 },
   { nq: 40, nk: 150, heads: 2, headDim: 32, amplitude: 2, keyRamp: 4 },
   { nq: 200, nk: 70, heads: 2, headDim: 32, amplitude: 1, dispatchFlops: attentionFlops(64, 70, 2, 32) }, // 64 queries per dispatch: 4 dispatches
+  { nq: 100, nk: 100, heads: 2, headDim: 128, amplitude: 0.7, tiled: false },
+  { nq: 150, nk: 77, heads: 2, headDim: 64, amplitude: 1.5, tiledShape: { parts: 4, queries: 2 } },
+  { nq: 40, nk: 150, heads: 2, headDim: 32, amplitude: 2, keyRamp: 4, tiled: false },
 ];
 
 /** Uploads data (converted to dtype), runs the kernel, reads the output back as f32. */
@@ -43,7 +50,7 @@ async function runOnGpu(ctx: GpuContext, c: Case, dtype: AttentionDtype, path: '
   const { device } = ctx;
   const [qb, kb, vb] = [q, k, v].map((x) => uploadBuffer(device, x, dtype));
   const out = poisonedBuffer(device, c.nq * c.heads * c.headDim, dtype); // an element the kernel forgets stays NaN
-  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path, dispatchFlops: c.dispatchFlops, ...(rows ? { subgroupMatrixRows: rows } : {}) });
+  const attention = await createFlashAttention(device, { heads: c.heads, headDim: c.headDim, dtype, path, dispatchFlops: c.dispatchFlops, tiled: c.tiled, tiledShape: c.tiledShape, ...(rows ? { subgroupMatrixRows: rows } : {}) });
   await attention.run({ q: qb, k: kb, v: vb, out, nq: c.nq, nk: c.nk });
   const got = await readBuffer(device, out, c.nq * c.heads * c.headDim, dtype);
   for (const b of [qb, kb, vb, out]) b.destroy();
@@ -72,7 +79,7 @@ describe('flash attention, portable kernel, f32', () => {
   afterAll(() => console.log(`portable f32 against float64 reference:\n${measured.join('\n')}`));
 
   for (const [index, c] of PORTABLE_CASES.entries()) {
-    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}${c.keyRamp ? ' rising keys' : ''}${c.dispatchFlops ? ', split over dispatches' : ''}: relative error ≤ 1e-5`, async () => {
+    it(`nq=${c.nq} nk=${c.nk} heads=${c.heads} d=${c.headDim}${c.keyRamp ? ' rising keys' : ''}${c.dispatchFlops ? ', split over dispatches' : ''}${c.tiled === false ? ', kernel without subgroups' : ''}${c.tiledShape ? `, tiled ${c.tiledShape.parts}×${c.tiledShape.queries}` : ''}: relative error ≤ 1e-5`, async () => {
       const { q, k, v } = inputsFor(c, 1000 + 17 * index);
       const got = await runOnGpu(ctx, c, 'f32', 'portable', q, k, v);
       const want = referenceAttention(q, k, v, c.nk, c.heads, c.headDim, allRows(c.nq));
