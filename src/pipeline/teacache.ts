@@ -37,8 +37,8 @@ export function relativeL1(current: Float32Array, previous: Float32Array): numbe
 }
 
 /**
- * The per-section skip state: a call counter that wraps at `steps`, the accumulator and (for the CPU form) the
- * previous modulated input. The first and last call of each section always compute and reset the accumulator.
+ * The per-section skip state: a call counter that wraps at `steps` and the accumulator (the DiT keeps the previous
+ * modulated input where it computes, and hands this rule the relative L1). The first and last call of each section always compute and reset the accumulator.
  * Assumes one DiT call per step, like the reference (with real CFG, keep one rule per branch).
  */
 export class TeaCacheRule {
@@ -46,7 +46,6 @@ export class TeaCacheRule {
   accumulated = 0;
   /** Index of the next call within the section, 0..steps−1. */
   count = 0;
-  private previous: Float32Array | null = null;
 
   /** @throws RangeError when steps is not a positive integer or the threshold is not finite. */
   constructor(
@@ -85,13 +84,6 @@ export class TeaCacheRule {
     return compute;
   }
 
-  /** The CPU form: takes the modulated input itself and keeps a copy of it for the next call. */
-  shouldCompute(modulatedInput: Float32Array): boolean {
-    const rel = this.needsRelL1 && this.previous ? relativeL1(modulatedInput, this.previous) : undefined;
-    const compute = this.step(rel);
-    this.previous = modulatedInput.slice();
-    return compute;
-  }
 }
 
 export interface TeaCachePlan {

@@ -9,16 +9,16 @@
 // the streams stay on the GPU from the embedders to the head. TeaCache (§8) decides between the embedders and the
 // blocks, from block 0's modulated input (the plan's first image stage).
 
-import { buildDiT, CLEAN_EMBEDDERS, DIT_IO, hiddenSize, parseDiTConfig, TIMESTEP_CHANNELS, type DiTConfig, type DiTNetwork } from '../models/dit.ts';
-import { TEACACHE_PROBE, type BlockPlan } from '../models/ditBlocks.ts';
+import { buildDiT, CLEAN_EMBEDDERS, DIT_IO, parseDiTConfig, TIMESTEP_CHANNELS, type DiTConfig, type DiTNetwork } from '../models/dit.ts';
+import type { BlockPlan } from '../models/ditBlocks.ts';
 import type { WeightSet } from '../models/graph.ts';
 import { numel, type Tensor } from '../pipeline/tensor.ts';
 import { cpuTensor, createSession, sharedDevice, tensorData, type ExecutionProvider, type OrtTensor } from '../runtime/ort.ts';
 import { WeightResidency, type HostBlock } from '../runtime/residency.ts';
 import { hostWeights } from '../runtime/weightFeeds.ts';
 import type { Checkpoint } from '../weights/checkpoint.ts';
-import { stageWeightSource, type BlockExecutor, type DiTStreams } from './ditBlocks.ts';
-import { DiTInputError, DiTKernelInputError, TeaCacheResidualMissing } from '../errors/engine.ts';
+import { stageWeightSource, type BlockExecutor, type DiTStreams, type TeaCacheState } from './ditBlocks.ts';
+import { DiTInputError, DiTKernelInputError } from '../errors/engine.ts';
 import { createWebgpuBlockExecutor } from './ditBlocksWebgpu.ts';
 import { createCpuBlockExecutor } from './ditBlocksCpu.ts';
 
@@ -51,22 +51,26 @@ export interface DiTInputs {
   rope: Float32Array;
 }
 
-/** TeaCache's decision, given block 0's modulated image tokens (pipeline/teacache.ts TeaCacheRule fits). */
+/** TeaCache's decision per call (pipeline/teacache.ts TeaCacheRule is one). */
 export interface BlockSkipRule {
-  shouldCompute(modulatedInput: Float32Array): boolean | Promise<boolean>;
+  /** Whether this call compares block 0's modulated input with the previous call's. */
+  readonly needsRelL1: boolean;
+  /** Advances one call given that relative L1 (undefined when not needed); whether the blocks must run. */
+  step(relL1?: number): boolean;
 }
 
 /**
- * The per-branch TeaCache state the engine keeps (one per section and guidance branch): the rule, and the block
- * residual x_out − x_in of the image tokens saved by the last call that ran the blocks.
+ * One section and guidance branch's TeaCache: the rule, and the state the DiT keeps for it where its executor
+ * computes (block 0's last modulated input, the last block residual x_out − x_in), made on first use; release it
+ * when the section is done.
  */
 export interface TeaCacheSlot {
   rule: BlockSkipRule;
-  residual: Float32Array | null;
+  state?: TeaCacheState;
 }
 
 export interface DiTForwardOptions {
-  /** With TeaCache: the blocks run only when the rule says so; otherwise x_out = x_in + slot.residual. */
+  /** With TeaCache: the blocks run only when the rule says so; otherwise x_out = x_in + the slot's stored residual. */
   teacache?: TeaCacheSlot;
   signal?: AbortSignal;
 }
@@ -200,7 +204,6 @@ interface PreparedInputs {
   embedFeeds: Record<string, OrtTensor>;
   /** Post-patch (T', H', W') of the noisy latents. */
   grid: [number, number, number];
-  imageTokens: number;
 }
 
 /** Validates the inputs against the config and each other, and turns them into the embedders' feeds. */
@@ -248,7 +251,7 @@ function prepareInputs(config: DiTConfig, inputs: DiTInputs): PreparedInputs {
     [DIT_IO.rope]: cpuTensor('float32', inputs.rope, [imageTokens, 2 * d]),
   };
   if (config.guidanceEmbeds) embedFeeds[DIT_IO.guidanceProj] = cpuTensor('float32', timestepSinusoid(inputs.guidance), [1, TIMESTEP_CHANNELS]);
-  return { embedFeeds, grid, imageTokens };
+  return { embedFeeds, grid };
 }
 
 async function toTensor(t: OrtTensor): Promise<Tensor> {
@@ -321,23 +324,20 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
     return x;
   };
 
-  /** The blocks, or TeaCache's shortcut x_in + stored residual when its rule says skip. */
-  const blocksWithTeaCache = async (s: DiTStreams, slot: TeaCacheSlot, imageTokens: number, signal?: AbortSignal): Promise<OrtTensor> => {
-    const compute = await slot.rule.shouldCompute(await blocks.probe('dual', 0, s, TEACACHE_PROBE)); // [N_img, D]
-    const xIn = (await tensorData(s.x)) as Float32Array; // [1, N_img, D] f32
-    if (compute) {
-      const xOut = await runBlocks(s, signal);
-      const done = (await tensorData(xOut)) as Float32Array;
-      const residual = new Float32Array(xIn.length);
-      for (let i = 0; i < residual.length; i++) residual[i] = done[i] - xIn[i];
-      slot.residual = residual;
+  /**
+   * The blocks, or TeaCache's shortcut x_in + stored residual when its rule says skip. The probe, its relative L1
+   * and the residual stay where the executor computes: on WebGPU only the L1's two sums come back.
+   */
+  const blocksWithTeaCache = async (s: DiTStreams, slot: TeaCacheSlot, signal?: AbortSignal): Promise<OrtTensor> => {
+    const state = (slot.state ??= blocks.teacacheState());
+    const compare = slot.rule.needsRelL1;
+    const rel = await state.probe(s, compare); // block 0's modulated image tokens against the previous call's
+    if (slot.rule.step(rel)) {
+      const xOut = await runBlocks(s, signal); // [1, N_img, D] f32
+      state.saveResidual(s.x, xOut);
       return xOut;
     }
-    const residual = slot.residual;
-    if (!residual || residual.length !== xIn.length) throw new TeaCacheResidualMissing(residual?.length ?? null, xIn.length);
-    const skipped = new Float32Array(xIn.length);
-    for (let i = 0; i < skipped.length; i++) skipped[i] = xIn[i] + residual[i];
-    return cpuTensor('float32', skipped, [1, imageTokens, hiddenSize(config)]);
+    return state.applyResidual(s.x); // x_in + residual, [1, N_img, D] f32
   };
 
   return {
@@ -359,7 +359,7 @@ export async function createDiT(checkpoint: Checkpoint, options: DiTRunnerOption
       const s = await embed(prepared); // x [1, N_img, D], ctx [1, N_ctx, D], temb [1, D], cos/sin [N_img, headDim]
       let x: OrtTensor | null = null;
       try {
-        x = teacache ? await blocksWithTeaCache(s, teacache, prepared.imageTokens, signal) : await runBlocks(s, signal);
+        x = teacache ? await blocksWithTeaCache(s, teacache, signal) : await runBlocks(s, signal);
         signal?.throwIfAborted();
         const grid = cpuTensor('int64', BigInt64Array.from(prepared.grid, BigInt), [3]);
         const out = await sessions.head.run({ ...(await graphWeights(network.head)), [DIT_IO.imageTokens]: x, [DIT_IO.temb]: s.temb, [DIT_IO.grid]: grid });

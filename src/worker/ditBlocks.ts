@@ -34,9 +34,35 @@ export interface BlockExecutor {
   readonly dispatches: Readonly<DispatchCounts>;
   /** Block `block` of `kind` on the streams; returns the updated image and context streams (the caller frees them). */
   run(kind: BlockKind, block: number, streams: DiTStreams, options?: BlockRunOptions): Promise<{ x: OrtTensor; ctx: OrtTensor }>;
-  /** One value of block `block`, computed alone from the streams by the stages it depends on (TeaCache's probe), as f32. */
+  /** One value of block `block`, computed alone from the streams by the stages it depends on, read back as f32 (tests). */
   probe(kind: BlockKind, block: number, streams: DiTStreams, value: string): Promise<Float32Array>;
+  /** TeaCache's state for one slot (one section and guidance branch), kept where this executor computes. */
+  teacacheState(): TeaCacheState;
   release(): Promise<void>;
+}
+
+/**
+ * TeaCache's per-slot values (§8) where the executor keeps them — GPU buffers on WebGPU, so a step reads back only
+ * the two sums of the relative L1 — and the arithmetic on them.
+ */
+export interface TeaCacheState {
+  /**
+   * Computes block 0's modulated image tokens (the dual plan's TEACACHE_PROBE) for these streams and keeps them for
+   * the next call. With `compare`, returns mean|current − previous| / mean|previous| against the kept ones (which
+   * must exist), else undefined.
+   */
+  probe(streams: DiTStreams, compare: boolean): Promise<number | undefined>;
+  /** Keeps x_out − x_in of the image tokens [1, N_img, D] f32. */
+  saveResidual(xIn: OrtTensor, xOut: OrtTensor): void;
+  /** x_in + the kept residual, a new stream. Throws TeaCacheResidualMissing when none is kept or its size differs. */
+  applyResidual(xIn: OrtTensor): OrtTensor;
+  /** Frees what is kept. */
+  release(): void;
+}
+
+/** The relative L1 from its two sums over n values, rounded as the reference rounds its float32 means (pipeline/teacache.ts). */
+export function relativeL1FromSums(diff: number, base: number, n: number): number {
+  return Math.fround(Math.fround(diff / n) / Math.fround(base / n));
 }
 
 /** A plan's block weights in host memory, laid out as their bindings say (see runtime/weightFeeds.ts hostWeights). */

@@ -4,14 +4,16 @@
 // first use, fp16 widened), and on the f16 path rounds every activation-dtype value to fp16 when it is stored, as
 // the GPU's buffers do, so the two paths can be compared value for value.
 
-import { stageReads, stagesFor, linearWeightNames, type BlockKind, type BlockPlan, type BlockStage, type DispatchCounts, type PlanLinear, type ValueRows } from '../models/ditBlocks.ts';
+import { stageReads, stagesFor, linearWeightNames, TEACACHE_PROBE, type BlockKind, type BlockPlan, type BlockStage, type DispatchCounts, type PlanLinear, type ValueRows } from '../models/ditBlocks.ts';
 import { DIT_IO, DIT_NORM_EPS, type DiTConfig } from '../models/ditConfig.ts';
 import { adaNorm, allRows, attention, linear, qkvHeads, siluGemv } from '../kernels/cpuReference.ts';
 import { cpuTensor, tensorData, type OrtTensor } from '../runtime/ort.ts';
 import type { HostTensor } from '../runtime/residency.ts';
 import { f16ToF32, f32ToF16 } from '../weights/dtypes.ts';
 import { dequantizeQ4 } from '../weights/quantize.ts';
-import type { BlockExecutor, BlockWeightSource, DiTStreams } from './ditBlocks.ts';
+import type { BlockExecutor, BlockWeightSource, DiTStreams, TeaCacheState } from './ditBlocks.ts';
+import { relativeL1 } from '../pipeline/teacache.ts';
+import { TeaCacheResidualMissing } from '../errors/engine.ts';
 
 export interface CpuBlockExecutorOptions {
   dtype: 'float32' | 'float16';
@@ -150,6 +152,31 @@ export function createCpuBlockExecutor(config: DiTConfig, plans: Record<BlockKin
       const v = values.get(value);
       if (!v) throw new Error(`The ${kind} block plan did not write '${value}'.`);
       return v;
+    },
+    teacacheState(): TeaCacheState {
+      let previous: Float32Array | null = null;
+      let residual: Float32Array | null = null;
+      return {
+        async probe(s, compare) {
+          const current = (await runStages(plans.dual, 0, s, stagesFor(plans.dual, TEACACHE_PROBE))).get(TEACACHE_PROBE)!;
+          const rel = compare ? relativeL1(current, previous!) : undefined;
+          previous = current;
+          return rel;
+        },
+        saveResidual(xIn, xOut) {
+          const [a, b] = [xOut.data as Float32Array, xIn.data as Float32Array];
+          residual = a.map((v, i) => v - b[i]);
+        },
+        applyResidual(xIn) {
+          const x = xIn.data as Float32Array;
+          if (!residual || residual.length !== x.length) throw new TeaCacheResidualMissing(residual?.length ?? null, x.length);
+          const r = residual;
+          return cpuTensor('float32', x.map((v, i) => v + r[i]), [...xIn.dims]);
+        },
+        release() {
+          previous = residual = null;
+        },
+      };
     },
     async release() {},
   };

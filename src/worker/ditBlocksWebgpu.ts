@@ -6,7 +6,7 @@
 // come from the residency manager as GPU buffers; the streams stay on the GPU between blocks.
 
 import {
-  stageReads, stageWrites, stagesFor, linearWeightNames,
+  stageReads, stageWrites, stagesFor, linearWeightNames, TEACACHE_PROBE,
   type BlockKind, type BlockPlan, type BlockStage, type PlanLinear, type PlanValue, type StreamRows,
 } from '../models/ditBlocks.ts';
 import { DIT_NORM_EPS, DIT_IO, hiddenSize, type DiTConfig } from '../models/ditConfig.ts';
@@ -22,8 +22,9 @@ import { createMatmul, createSiluGemv, type Matmul, type SiluGemv } from '../ker
 import { createQkvHeads, type QkvHeads } from '../kernels/qkvHeads.ts';
 import { createAdaNorm, type AdaNorm } from '../kernels/adaNorm.ts';
 import type { DispatchCounts } from '../models/ditBlocks.ts';
-import type { BlockExecutor, BlockRunOptions, DiTStreams } from './ditBlocks.ts';
-import { DiTKernelInputError } from '../errors/engine.ts';
+import { relativeL1FromSums, type BlockExecutor, type BlockRunOptions, type DiTStreams, type TeaCacheState } from './ditBlocks.ts';
+import { createTeaCacheKernels } from '../kernels/teacache.ts';
+import { DiTKernelInputError, TeaCacheResidualMissing } from '../errors/engine.ts';
 
 export interface WebgpuBlockExecutorOptions {
   dtype: 'float32' | 'float16';
@@ -73,6 +74,7 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
   const attention: FlashAttention = await createFlashAttention(device, { heads: config.heads, headDim: config.headDim, dtype, path });
   const heads: QkvHeads = await createQkvHeads(device, { heads: config.heads, headDim: config.headDim, dtype, eps: DIT_NORM_EPS });
   const adaNorm: AdaNorm = await createAdaNorm(device, { dim: width, dtype, eps: DIT_NORM_EPS });
+  const teacache = await createTeaCacheKernels(device, dtype);
   const pool = new GpuBufferPool(device, 'dit');
   const dispatches: DispatchCounts = { linear: 0, adaParams: 0, attention: 0, fused: 0 };
   /** The kernels serving a kind of product: format and path, e.g. 'q4/subgroup-matrix' (several, comma-separated). */
@@ -224,6 +226,59 @@ export async function createWebgpuBlockExecutor(device: GPUDevice, config: DiTCo
       } finally {
         pool.give(out[value]);
       }
+    },
+    teacacheState(): TeaCacheState {
+      // Kept between calls, outside the pool's lifetimes: the previous probe, the residual, the sums' scratch.
+      let previous: { buffer: GPUBuffer; n: number } | null = null;
+      let residual: { buffer: GPUBuffer; n: number } | null = null;
+      const scratch = device.createBuffer({ label: 'teacache scratch', size: teacache.scratchBytes, usage: GPUBufferUsage.STORAGE });
+      const sums = device.createBuffer({ label: 'teacache sums', size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+      const owned = (bytes: number, label: string) => device.createBuffer({ label, size: Math.max(16, bytes), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+      return {
+        async probe(s, compare) {
+          const plan = plans.dual;
+          const out = await runStages(plan, 0, s, stagesFor(plan, TEACACHE_PROBE), [TEACACHE_PROBE]);
+          const current = { buffer: out[TEACACHE_PROBE], n: s.x.dims[1] * width };
+          let rel: number | undefined;
+          if (compare) {
+            if (!previous || previous.n !== current.n) throw new Error('TeaCache compared a call with no previous probe of the same size; keep one slot per section and branch.');
+            const encoder = device.createCommandEncoder({ label: 'teacache l1' });
+            teacache.encodeL1Sums(encoder, current.buffer, previous.buffer, current.n, scratch, sums);
+            device.queue.submit([encoder.finish()]);
+            const [diff, base] = new Float32Array(await readGpuBuffer(device, sums, 8)); // the only values read back
+            rel = relativeL1FromSums(diff, base, current.n);
+          }
+          if (previous) pool.give(previous.buffer);
+          previous = current;
+          return rel;
+        },
+        saveResidual(xIn, xOut) {
+          const n = xIn.dims[1] * width;
+          if (!residual || residual.n !== n) {
+            residual?.buffer.destroy();
+            residual = { buffer: owned(n * 4, 'teacache residual'), n };
+          }
+          const encoder = device.createCommandEncoder({ label: 'teacache residual' });
+          teacache.encodeCombine(encoder, gpuBufferOf(xOut, 'x_out'), gpuBufferOf(xIn, 'x_in'), -1, n, residual.buffer);
+          device.queue.submit([encoder.finish()]);
+        },
+        applyResidual(xIn) {
+          const n = xIn.dims[1] * width;
+          if (!residual || residual.n !== n) throw new TeaCacheResidualMissing(residual?.n ?? null, n);
+          const out = pool.take(n * 4, 'teacache skipped x');
+          const encoder = device.createCommandEncoder({ label: 'teacache skip' });
+          teacache.encodeCombine(encoder, gpuBufferOf(xIn, 'x_in'), residual.buffer, 1, n, out);
+          device.queue.submit([encoder.finish()]);
+          return gpuTensor(out, 'float32', [...xIn.dims], { dispose: () => pool.give(out) });
+        },
+        release() {
+          if (previous) pool.give(previous.buffer);
+          residual?.buffer.destroy();
+          scratch.destroy();
+          sums.destroy();
+          previous = residual = null;
+        },
+      };
     },
     async release() {
       pool.release();

@@ -34,11 +34,14 @@ export interface SectionModelOptions {
 /** Records the rule's verdict so the caller can see which calls ran the blocks. */
 class ObservedRule extends TeaCacheRule {
   lastComputed = true;
-  override shouldCompute(modulatedInput: Float32Array): boolean {
-    this.lastComputed = super.shouldCompute(modulatedInput);
+  override step(relL1?: number): boolean {
+    this.lastComputed = super.step(relL1);
     return this.lastComputed;
   }
 }
+
+/** A section's velocity model, and what frees the state it keeps (TeaCache's buffers) when the section is done. */
+export type SectionVelocityModel = VelocityModel & { release(): void };
 
 export function sectionVelocityModel(
   dit: DiTRunner,
@@ -47,17 +50,17 @@ export function sectionVelocityModel(
   latentShape: number[],
   conditioning: { positive: Conditioning; negative?: Conditioning },
   options: SectionModelOptions,
-): VelocityModel {
+): SectionVelocityModel {
   const [, , , h, w] = latentShape;
   const rope = packedRopeTable(layout, h, w, dit.config.patchSize, { axesDim: dit.config.ropeAxesDim, theta: dit.config.ropeTheta });
   // One TeaCache slot per branch: the rule assumes one call per step (reference §8).
   const slots = new Map<GuidanceBranch, TeaCacheSlot & { rule: ObservedRule }>();
-  return async (x, timestep, branch) => {
+  const model: VelocityModel = async (x, timestep, branch) => {
     const cond = branch === 'positive' ? conditioning.positive : conditioning.negative;
     if (!cond) throw new Error('Real CFG needs a negative prompt encoding; none was given.');
     let slot = slots.get(branch);
     if (!slot && options.teacacheThreshold !== null) {
-      slot = { rule: new ObservedRule(options.steps, options.teacacheThreshold), residual: null };
+      slot = { rule: new ObservedRule(options.steps, options.teacacheThreshold) };
       slots.set(branch, slot);
     }
     const v = await dit.forward(
@@ -79,4 +82,10 @@ export function sectionVelocityModel(
     options.onCall?.(branch, slot ? slot.rule.lastComputed : true, slot ? slot.rule.accumulated : 0);
     return v.data;
   };
+  return Object.assign(model, {
+    release() {
+      for (const slot of slots.values()) slot.state?.release();
+      slots.clear();
+    },
+  });
 }

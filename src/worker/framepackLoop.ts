@@ -36,8 +36,8 @@ export interface SectionInputs {
 
 /** What the loop needs from the networks. */
 export interface LoopNetworks {
-  /** The velocity model for one section (its context fixed); called `steps` times per branch. */
-  sectionModel(inputs: SectionInputs): Promise<VelocityModel>;
+  /** The velocity model for one section (its context fixed); called `steps` times per branch; released after the section when it can be. */
+  sectionModel(inputs: SectionInputs): Promise<VelocityModel & { release?(): void }>;
   /** VAE decode of [1, C, n, h, w] scaled latents → pixels [1, 3, 4n − 3, H, W] in [−1, 1]. */
   decode(latents: Tensor): Promise<Tensor>;
 }
@@ -91,11 +91,16 @@ export async function runFramePackLoop(
     const context = sectionContext(history, startLatent, endLatent);
     const model = await networks.sectionModel({ layout, context, latentShape });
     const denoiser = fmDenoiser(model, { dtype: settings.referenceDtype, cfg: settings.cfg, cfgRescale: settings.cfgRescale });
-    const x0 = await sampleUniPC(denoiser, noise.data, sigmas, {
-      variant: 'bh1',
-      signal,
-      onStep: (i, denoised) => events.onStep?.(k, i, steps, denoised),
-    });
+    let x0: Float32Array;
+    try {
+      x0 = await sampleUniPC(denoiser, noise.data, sigmas, {
+        variant: 'bh1',
+        signal,
+        onStep: (i, denoised) => events.onStep?.(k, i, steps, denoised),
+      });
+    } finally {
+      model.release?.();
+    }
     const section: Tensor = { data: x0, shape: latentShape };
     generated.push(section);
     history = appendSection(history, section, startLatent, layout.isLast);
