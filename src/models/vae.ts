@@ -20,6 +20,8 @@
 // - The encoder graph takes one frame (all FramePack encodes): its taps then all read that frame, so each causal
 //   conv is a single 2-D conv with the kernel summed over time — a third of the work, and no index tensors.
 // The decoder's frames, height and width are symbolic, so one session serves every tile size.
+// The same two networks are also described as layer lists (vaeDecoderLayers / vaeEncoderLayers, at the end), one
+// kernel call per layer, which our WebGPU kernels run (worker/vaeWebgpu.ts); the graphs serve the wasm EP.
 
 import { VaeConfigError } from '../errors/models.ts';
 import { Graph, type BuiltGraph } from './graph.ts';
@@ -462,4 +464,148 @@ export function encoderPeakBytes(config: VaeConfig, image: { height: number; wid
   if (config.midBlockAttention) see((h * w) ** 2, 4);
   conv(c, 2 * config.latentChannels);
   return peak;
+}
+
+// ---- The same networks as layer lists, for our WebGPU kernels (src/kernels/vaeConv.ts, vaeGroupNorm.ts,
+// vaeAttention.ts; run by src/worker/vaeWebgpu.ts). Values are channels-last [T, H, W, C] activations named by
+// string; every layer is one kernel call. Same block walk as the graphs above. ----
+
+/** GroupNorm statistics of `input` with the checkpoint's `${prefix}.weight/.bias`, as a per-channel affine. */
+export interface VaeNormLayer {
+  op: 'norm';
+  /** Name of the affine this layer makes (read by a conv's `norm`). */
+  name: string;
+  input: string;
+  prefix: string;
+  channels: number;
+  groups: number;
+}
+
+/** One causal conv (or 1×1×1 conv / stacked linears) as an implicit GEMM. */
+export interface VaeConvLayer {
+  op: 'conv';
+  input: string;
+  output: string;
+  /** Checkpoint prefixes of `.weight` [O, C, k, k, k] (or Linear [O, C]) and `.bias`; several are stacked along O. */
+  weights: string[];
+  inChannels: number;
+  outChannels: number;
+  kernel: 1 | 3;
+  stride?: Resample;
+  up?: Resample;
+  /** The affine of a norm layer applied on load, then SiLU if `silu`. */
+  norm?: string;
+  silu?: boolean;
+  residual?: string;
+  /** Planar f32 [C, T, H, W] output (the network's last layer, read back as the reference's layout). */
+  planar?: boolean;
+}
+
+/** Frame-causal single-head attention over the stacked q/k/v [N, 3C] of `input`. */
+export interface VaeAttentionLayer {
+  op: 'attention';
+  input: string;
+  output: string;
+  channels: number;
+}
+
+export type VaeLayer = VaeNormLayer | VaeConvLayer | VaeAttentionLayer;
+
+export interface VaeLayerPlan {
+  name: 'encoder' | 'decoder';
+  input: string;
+  inChannels: number;
+  output: string;
+  outChannels: number;
+  /** The encoder takes one frame: its 3-tap convs fold their temporal taps (kernel time 1). */
+  singleFrame: boolean;
+  layers: VaeLayer[];
+}
+
+class LayerBuilder {
+  readonly layers: VaeLayer[] = [];
+  private count = 0;
+  constructor(readonly groups: number) {}
+
+  value(): string {
+    return `v${this.count++}`;
+  }
+
+  norm(input: string, prefix: string, channels: number): string {
+    const name = `${prefix}@${input}`;
+    this.layers.push({ op: 'norm', name, input, prefix, channels, groups: this.groups });
+    return name;
+  }
+
+  conv(input: string, c: Omit<VaeConvLayer, 'op' | 'input' | 'output'>): string {
+    const output = this.value();
+    this.layers.push({ op: 'conv', input, output, ...c });
+    return output;
+  }
+
+  resnet(x: string, prefix: string, inC: number, outC: number): string {
+    const n1 = this.norm(x, `${prefix}.norm1`, inC);
+    const h = this.conv(x, { weights: [`${prefix}.conv1.conv`], inChannels: inC, outChannels: outC, kernel: 3, norm: n1, silu: true });
+    // The shortcut before conv2, so x is free once it is read.
+    const residual = inC === outC ? x : this.conv(x, { weights: [`${prefix}.conv_shortcut.conv`], inChannels: inC, outChannels: outC, kernel: 1 });
+    const n2 = this.norm(h, `${prefix}.norm2`, outC);
+    return this.conv(h, { weights: [`${prefix}.conv2.conv`], inChannels: outC, outChannels: outC, kernel: 3, norm: n2, silu: true, residual });
+  }
+
+  attention(x: string, prefix: string, c: number): string {
+    const n = this.norm(x, `${prefix}.group_norm`, c);
+    const qkv = this.conv(x, { weights: ['to_q', 'to_k', 'to_v'].map((p) => `${prefix}.${p}`), inChannels: c, outChannels: 3 * c, kernel: 1, norm: n, silu: false });
+    const o = this.value();
+    this.layers.push({ op: 'attention', input: qkv, output: o, channels: c });
+    return this.conv(o, { weights: [`${prefix}.to_out.0`], inChannels: c, outChannels: c, kernel: 1, residual: x });
+  }
+
+  mid(x: string, prefix: string, config: VaeConfig): string {
+    const c = config.blockOutChannels[config.blockOutChannels.length - 1];
+    let a = this.resnet(x, `${prefix}.resnets.0`, c, c);
+    if (config.midBlockAttention) a = this.attention(a, `${prefix}.attentions.0`, c);
+    return this.resnet(a, `${prefix}.resnets.1`, c, c);
+  }
+}
+
+/** The decoder as layers: z [T, h, w, latent] (unscaled) → planar f32 pixels [out, 4(T−1)+1, 8h, 8w]. */
+export function vaeDecoderLayers(config: VaeConfig): VaeLayerPlan {
+  const b = new LayerBuilder(config.normGroups);
+  const L = config.latentChannels;
+  const widths = [...config.blockOutChannels].reverse();
+  let a = b.conv('z', { weights: ['post_quant_conv'], inChannels: L, outChannels: L, kernel: 1 });
+  a = b.conv(a, { weights: ['decoder.conv_in.conv'], inChannels: L, outChannels: widths[0], kernel: 3 });
+  a = b.mid(a, 'decoder.mid_block', config);
+  let c = widths[0];
+  upsamplers(config).forEach((up, i) => {
+    for (let j = 0; j < config.layersPerBlock + 1; j++) {
+      a = b.resnet(a, `decoder.up_blocks.${i}.resnets.${j}`, c, widths[i]);
+      c = widths[i];
+    }
+    if (up) a = b.conv(a, { weights: [`decoder.up_blocks.${i}.upsamplers.0.conv.conv`], inChannels: c, outChannels: c, kernel: 3, up });
+  });
+  const n = b.norm(a, 'decoder.conv_norm_out', c);
+  const out = b.conv(a, { weights: ['decoder.conv_out.conv'], inChannels: c, outChannels: config.outChannels, kernel: 3, norm: n, silu: true, planar: true });
+  return { name: 'decoder', input: 'z', inChannels: L, output: out, outChannels: config.outChannels, singleFrame: false, layers: b.layers };
+}
+
+/** The single-frame encoder as layers: image [1, H, W, in] → planar f32 moments [2·latent, 1, H/8, W/8]. */
+export function vaeEncoderLayers(config: VaeConfig): VaeLayerPlan {
+  const b = new LayerBuilder(config.normGroups);
+  const widths = config.blockOutChannels;
+  let a = b.conv('image', { weights: ['encoder.conv_in.conv'], inChannels: config.inChannels, outChannels: widths[0], kernel: 3 });
+  let c = widths[0];
+  downsamplers(config).forEach((down, i) => {
+    for (let j = 0; j < config.layersPerBlock; j++) {
+      a = b.resnet(a, `encoder.down_blocks.${i}.resnets.${j}`, c, widths[i]);
+      c = widths[i];
+    }
+    if (down) a = b.conv(a, { weights: [`encoder.down_blocks.${i}.downsamplers.0.conv.conv`], inChannels: c, outChannels: c, kernel: 3, stride: down });
+  });
+  a = b.mid(a, 'encoder.mid_block', config);
+  const n = b.norm(a, 'encoder.conv_norm_out', c);
+  const moments = 2 * config.latentChannels;
+  a = b.conv(a, { weights: ['encoder.conv_out.conv'], inChannels: c, outChannels: moments, kernel: 3, norm: n, silu: true });
+  const out = b.conv(a, { weights: ['quant_conv'], inChannels: moments, outChannels: moments, kernel: 1, planar: true });
+  return { name: 'encoder', input: 'image', inChannels: config.inChannels, output: out, outChannels: moments, singleFrame: true, layers: b.layers };
 }

@@ -1,20 +1,29 @@
 // The causal 3D VAE against the reference fixtures (every `vae_roundtrip` case): encode → posterior mean, log-variance
 // and scaled latent; decode of a short latent (no tiling) and a long one (diffusers' temporal tiling), through the
-// product runner on the wasm EP in fp32 and one decode on WebGPU (SwiftShader). The tiling arithmetic is checked
-// against a literal transcription of diffusers' loops on synthetic tiles, and the real config must consume exactly
-// the real checkpoint's tensors.
+// product runner on the wasm EP in fp32 (ORT), and on WebGPU (SwiftShader) through our kernels (worker/vaeWebgpu.ts),
+// counting the dispatches each kernel made against the count the layer list implies. The tiling arithmetic is
+// checked against a literal transcription of diffusers' loops on synthetic tiles (decode and encode), the tiles a
+// memory budget buys at the real size are pinned, and the real config must consume exactly the real checkpoint's
+// tensors.
 import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildVaeDecoder, buildVaeEncoder, decoderPeakBytes, parseVaeConfig, type VaeConfig } from '../../src/models/vae.ts';
+import { buildVaeDecoder, buildVaeEncoder, decoderPeakBytes, parseVaeConfig, vaeDecoderLayers, vaeEncoderLayers, type VaeConfig } from '../../src/models/vae.ts';
 import type { Tensor } from '../../src/pipeline/tensor.ts';
 import { formatError, tensorError, type TensorError } from '../../src/pipeline/tensorError.ts';
 import { GpuOutOfMemoryError } from '../../src/errors/index.ts';
 import { openCheckpoint, type Checkpoint } from '../../src/weights/checkpoint.ts';
 import { nodeFolderSource } from '../../src/weights/nodeFileSource.ts';
+import { convGeometry, isSoftwareDevice, layerShapes, vaeDispatchCounts, vaeGpuPeakBytes, type VaeDispatchCounts } from '../../src/worker/vaeWebgpu.ts';
+import { chooseConvTile, CONV_TILES, convDispatchRanges, convReduction } from '../../src/kernels/vaeConv.ts';
+import { vaeAttentionDispatchRanges } from '../../src/kernels/vaeAttention.ts';
+import { DEFAULT_DISPATCH_FLOPS } from '../../src/kernels/vaeCommon.ts';
 import {
+  chooseSpatialTiling,
   createVae,
   decodePlan,
+  LOW_VRAM_BUDGET_BYTES,
+  spatialTiledEncode,
   DEFAULT_MAX_TENSOR_BYTES,
   DIFFUSERS_TILING,
   spatialTiledDecode,
@@ -77,7 +86,7 @@ async function decodeCase(f: FixtureFile, vae: Vae, label: string, input: string
   return report(f, label, expected, decoded, ms);
 }
 
-/** SwiftShader runs ORT's Conv at ~10–70 MFLOP/s: the decoder (~4 GFLOP for z_short) takes minutes there. */
+/** The long decode (3 temporal tiles) takes ~35 s on SwiftShader even on our kernels: on a GPU or when asked. */
 const webgpuDecode = process.env.FRAMEPACK_GPU === 'hardware' || process.env.FRAMEPACK_SLOW === '1';
 /** Why the fp16 test cannot run here (it is skipped, saying so in its name), or null. */
 const fp16Missing = !webgpuDecode
@@ -113,15 +122,50 @@ describe('VAE (vae_roundtrip fixtures)', () => {
     }
   });
 
-  it('webgpu fp32: encode within 1e-4 (SwiftShader); decoded_short too on a hardware GPU or with FRAMEPACK_SLOW=1', async () => {
+  it('webgpu fp32 on our kernels: encode and decoded_short within 1e-4 (SwiftShader; decoded_long too on a GPU or with FRAMEPACK_SLOW=1), dispatches as the layer lists say', async () => {
     await ortReady();
-    const { capabilities } = await testGpu();
+    const { capabilities, device } = await testGpu();
     const [f] = await cases();
     const vae = await createVae(await weightsOf(f), { provider: 'webgpu', maxTensorBytes: capabilities.maxStorageBufferBindingSize });
+    expect(vae.backend).toBe('kernels');
+    const seen = countDispatches();
     const errors = await encodeCase(f, vae, 'webgpu fp32');
-    if (webgpuDecode) errors.push(await decodeCase(f, vae, 'webgpu fp32', 'z_short', 'decoded_short'));
+    const software = isSoftwareDevice(device);
+    const [, , , h, w] = f.shape('image');
+    const encoderCounts = vaeDispatchCounts(vaeEncoderLayers(vae.config), { frames: 1, height: h, width: w, channels: 3 }, 'f32', device.limits, software);
+    expect(seen.counts).toEqual(encoderCounts);
+    errors.push(await decodeCase(f, vae, 'webgpu fp32', 'z_short', 'decoded_short'));
+    const [, L, frames, zh, zw] = f.shape('z_short');
+    const decoderCounts = vaeDispatchCounts(vaeDecoderLayers(vae.config), { frames, height: zh, width: zw, channels: L }, 'f32', device.limits, software);
+    const both = { conv: encoderCounts.conv + decoderCounts.conv, groupNorm: encoderCounts.groupNorm + decoderCounts.groupNorm, attention: encoderCounts.attention + decoderCounts.attention };
+    seen.stop();
+    // Every kind of kernel ran, as often as the layer lists and the splitting rules say, and nothing else did.
+    expect(seen.counts).toEqual(both);
+    expect({ ...vae.dispatches }).toEqual(both);
+    expect(seen.other).toBe(0);
+    for (const n of Object.values(both)) expect(n).toBeGreaterThan(0);
+    if (webgpuDecode) errors.push(await decodeCase(f, vae, 'webgpu fp32', 'z_long', 'decoded_long'));
     await vae.release();
     for (const e of errors) expect(e.rel).toBeLessThanOrEqual(BAR);
+  });
+
+  it('webgpu kernels with diffusers\' spatial tiles forced (64/48 px): equal to the wasm decode of the same tiles', async () => {
+    await ortReady();
+    const [f] = await cases();
+    const tiling = { ...DIFFUSERS_TILING, sampleSize: 64, sampleStride: 48 };
+    const z = f.f32('z_short');
+    // One latent frame (one pixel frame): the seams are what is tested, not the length.
+    const z2 = { data: z.data.filter((_, i) => Math.floor(i / (12 * 10)) % 3 === 0), shape: [1, 16, 1, 12, 10] };
+    const gpu = await createVae(await weightsOf(f), { provider: 'webgpu', spatialTiling: 'on', tiling });
+    expect(gpu.decodeTiling(z2.shape)).toEqual({ spatial: tiling, calls: 4 });
+    const [got, ms] = await timed(() => gpu.decode(z2));
+    await gpu.release();
+    const wasm = await wasmVae(f);
+    const want = await spatialTiledDecode(z2, (t) => wasm.decode(t), tiling, 8);
+    const err = tensorError(got.data, want.data);
+    console.log(`vae webgpu kernels, spatial tiles 64/48 against wasm with the same tiles: ${formatError(err)}; ${ms.toFixed(0)} ms`);
+    expect(got.shape).toEqual(want.shape);
+    expect(err.rel).toBeLessThanOrEqual(BAR);
   });
 
   it.skipIf(fp16Missing !== null)(`webgpu fp16 activations: error reported, not a parity bar${fp16Missing ? ` [skipped: ${fp16Missing}]` : ''}`, async () => {
@@ -224,6 +268,33 @@ function blend(a: Tensor, b: Tensor, axis: 2 | 3 | 4, extent: number): Tensor {
 }
 
 const ALL = [0, Infinity];
+const copy = (t: Tensor): Tensor => ({ data: t.data.slice(), shape: [...t.shape] });
+
+/** Counts dispatches on every compute pass by the kernel of the pipeline set: vaeConv, vaeGroupNorm, vaeAttention, other. */
+function countDispatches(): { counts: VaeDispatchCounts; other: number; stop: () => void } {
+  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype;
+  const setPipeline = proto.setPipeline;
+  const dispatch = proto.dispatchWorkgroups;
+  const current = new WeakMap<GPUComputePassEncoder, string>();
+  const seen = { counts: { conv: 0, groupNorm: 0, attention: 0 }, other: 0, stop: () => {} };
+  proto.setPipeline = function (this: GPUComputePassEncoder, p: GPUComputePipeline) {
+    current.set(this, p.label);
+    return setPipeline.call(this, p);
+  };
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...a: [number, number?, number?]) {
+    const label = current.get(this) ?? '';
+    if (label.startsWith('vaeConv')) seen.counts.conv++;
+    else if (label.startsWith('vaeGroupNorm')) seen.counts.groupNorm++;
+    else if (label.startsWith('vaeAttention')) seen.counts.attention++;
+    else seen.other++;
+    return dispatch.apply(this, a);
+  };
+  seen.stop = () => {
+    proto.setPipeline = setPipeline;
+    proto.dispatchWorkgroups = dispatch;
+  };
+  return seen;
+}
 
 /** diffusers' `_temporal_tiled_decode`, line by line (including the decode of a trailing 1-latent tile). */
 function diffusersTemporal(z: Tensor, decode: (z: Tensor) => Tensor, t: VaeTiling): Tensor {
@@ -271,6 +342,45 @@ function diffusersSpatial(z: Tensor, decode: (z: Tensor) => Tensor, t: VaeTiling
   return crop(cat(resultRows, 3), ALL, [0, height * 8], [0, width * 8]);
 }
 
+/** diffusers' `tiled_encode`, line by line (blend and keep in latent pixels). */
+function diffusersTiledEncode(x: Tensor, encode: (x: Tensor) => Tensor, t: VaeTiling): Tensor {
+  const [, , , height, width] = x.shape;
+  const latentHeight = Math.floor(height / 8);
+  const latentWidth = Math.floor(width / 8);
+  const tileLatentMin = Math.floor(t.sampleSize / 8);
+  const tileLatentStride = Math.floor(t.sampleStride / 8);
+  const blendExtent = tileLatentMin - tileLatentStride;
+  const rows: Tensor[][] = [];
+  for (let i = 0; i < height; i += t.sampleStride) {
+    const row: Tensor[] = [];
+    for (let j = 0; j < width; j += t.sampleStride) row.push(encode(crop(x, ALL, [i, i + t.sampleSize], [j, j + t.sampleSize])));
+    rows.push(row);
+  }
+  const resultRows: Tensor[] = [];
+  rows.forEach((row, i) => {
+    const resultRow: Tensor[] = [];
+    row.forEach((tile, j) => {
+      if (i > 0) tile = blend(rows[i - 1][j], tile, 3, blendExtent);
+      if (j > 0) tile = blend(row[j - 1], tile, 4, blendExtent);
+      resultRow.push(crop(tile, ALL, [0, tileLatentStride], [0, tileLatentStride]));
+    });
+    resultRows.push(cat(resultRow, 4));
+  });
+  return crop(cat(resultRows, 3), ALL, [0, latentHeight], [0, latentWidth]);
+}
+
+/** A stand-in encoder: [1, 3, 1, H, W] → [1, 4, 1, ⌈H/8⌉, ⌈W/8⌉], depending on the whole tile (its mean) and tile-local positions. */
+function fakeEncode(x: Tensor): Tensor {
+  const [, c, , th, tw] = x.shape;
+  const mean = x.data.reduce((s, v) => s + v, 0) / x.data.length;
+  const shape = [1, 4, 1, Math.ceil(th / 8), Math.ceil(tw / 8)];
+  const out = new Float32Array(shape.reduce((p, q) => p * q, 1));
+  for (let o = 0; o < 4; o++) for (let y = 0; y < shape[3]; y++) for (let xx = 0; xx < shape[4]; xx++) {
+    out[at(shape, o, 0, y, xx)] = Math.fround(x.data[at(x.shape, o % c, 0, 8 * y, 8 * xx)] + mean + 0.01 * o - 0.003 * y + 0.002 * xx);
+  }
+  return { data: out, shape };
+}
+
 /**
  * A stand-in decoder with the real one's shapes ([1, C, T, h, w] → [1, 3, 4(T−1)+1, 8h, 8w]) whose output depends
  * on the whole tile (its mean, like per-tile GroupNorm) and on tile-local positions, so every seam shows.
@@ -288,7 +398,6 @@ function fakeDecode(z: Tensor): Tensor {
 }
 
 describe('VAE tiling arithmetic (synthetic tiles)', () => {
-  const copy = (t: Tensor): Tensor => ({ data: t.data.slice(), shape: [...t.shape] });
 
   it('temporal tiling equals diffusers _temporal_tiled_decode exactly, for 5…13 latent frames', async () => {
     for (const frames of [5, 6, 7, 8, 9, 10, 11, 12, 13]) {
@@ -314,6 +423,57 @@ describe('VAE tiling arithmetic (synthetic tiles)', () => {
     const z = { data: rand(1 * 1 * 70 * 45, 7), shape: [1, 1, 1, 70, 45] };
     const got = await spatialTiledDecode(z, async (t) => fakeDecode(t), DIFFUSERS_TILING, 8);
     expect(tensorError(got.data, diffusersSpatial(copy(z), fakeDecode, DIFFUSERS_TILING).data).abs).toBe(0);
+  });
+
+  it('tiled encode equals diffusers tiled_encode exactly (blend in latent pixels), edge tiles included', async () => {
+    const tiling: VaeTiling = { ...DIFFUSERS_TILING, sampleSize: 64, sampleStride: 48 };
+    for (const [h, w] of [[96, 80], [160, 136], [64, 200]]) {
+      const x = { data: rand(3 * h * w, h + w), shape: [1, 3, 1, h, w] };
+      const got = await spatialTiledEncode(x, async (t) => fakeEncode(t), tiling, 8);
+      const want = diffusersTiledEncode(copy(x), fakeEncode, tiling);
+      expect(got.shape).toEqual([1, 4, 1, h / 8, w / 8]);
+      expect(tensorError(got.data, want.data).abs).toBe(0);
+    }
+  });
+
+  it('the kernels\' tiles from the memory budget at the 640 bucket: none with room, diffusers\' at 6 GB, smaller below, larger above', () => {
+    const real = parseVaeConfig(JSON.parse(readFileSync(resolve(import.meta.dirname, '../../src/models/configs/vae.json'), 'utf8')));
+    const plan = vaeDecoderLayers(real);
+    // The largest temporal tile of a section: 5 latents of 80×76.
+    const peak = (t: VaeTiling | null) => vaeGpuPeakBytes(plan, { frames: 5, height: t ? Math.min(80, t.sampleSize / 8) : 80, width: t ? Math.min(76, t.sampleSize / 8) : 76, channels: 16 }, 'f16');
+    const size = (budget: number) => chooseSpatialTiling(DIFFUSERS_TILING, budget, peak)?.sampleSize ?? null;
+    console.log(`vae kernels' peak GPU bytes (fp16, 5 latents): whole 80×76 ${(peak(null) / 1e9).toFixed(2)} GB, 256 px tiles ${(peak(DIFFUSERS_TILING) / 1e9).toFixed(2)} GB`);
+    expect(size(200e9)).toBeNull();
+    expect(size(LOW_VRAM_BUDGET_BYTES)).toBe(256);
+    expect(chooseSpatialTiling(DIFFUSERS_TILING, LOW_VRAM_BUDGET_BYTES, peak)).toBe(DIFFUSERS_TILING);
+    expect(size(1e9)).toBeLessThan(256);
+    expect(size(7e9)).toBeGreaterThan(256);
+    expect(size(16e9)).toBeNull();
+  });
+
+  it('at the real size (a whole 5-latent tile of 80×76, fp16, NVIDIA limits) every planned dispatch is within the FLOP budget', () => {
+    const real = parseVaeConfig(JSON.parse(readFileSync(resolve(import.meta.dirname, '../../src/models/configs/vae.json'), 'utf8')));
+    const plan = vaeDecoderLayers(real);
+    const limits = { maxStorageBufferBindingSize: 2 ** 31 - 4, maxComputeWorkgroupsPerDimension: 65535 };
+    const shapes = layerShapes(plan, { frames: 5, height: 80, width: 76, channels: 16 });
+    let dispatches = 0;
+    for (const l of plan.layers) {
+      const s = shapes.get(l.input)!;
+      if (l.op === 'conv') {
+        const g = convGeometry(l, s, false);
+        const tile = CONV_TILES[chooseConvTile(g)];
+        const kPad = Math.ceil(convReduction(g) / tile.bk) * tile.bk;
+        const nPad = Math.ceil(g.outChannels / (tile.wn * tile.tn)) * tile.wn * tile.tn;
+        for (const [a, b] of convDispatchRanges(g, chooseConvTile(g), 'f16', limits, DEFAULT_DISPATCH_FLOPS, l.planar === true)) {
+          expect(2 * (b - a) * kPad * nPad).toBeLessThanOrEqual(DEFAULT_DISPATCH_FLOPS * tile.rate);
+          dispatches++;
+        }
+      } else if (l.op === 'attention') {
+        dispatches += vaeAttentionDispatchRanges({ tokens: s.frames * s.height * s.width, dim: l.channels, tokensPerFrame: s.height * s.width }).length;
+      }
+    }
+    expect(shapes.get(plan.output)).toEqual({ frames: 17, height: 640, width: 608, channels: 3 });
+    console.log(`vae real decoder, one 5-latent tile of 80×76: ${dispatches} conv and attention dispatches`);
   });
 
   it('plans: the fixture decodes whole under the default limit; the real 640×608 bucket tiles spatially within 2 GiB', () => {
