@@ -1,14 +1,17 @@
 // `npm run generate -- --model DIR --image F --prompt TEXT --seconds S --seed N --steps K --out FILE`: the app's job
 // in Node, through the same engine and the `webgpu` package (SwiftShader without a GPU). Writes the frames as Y4M,
-// and an MP4 through ffmpeg when FILE ends in .mp4 and ffmpeg is installed.
+// and an MP4 through ffmpeg when FILE ends in .mp4 and ffmpeg is installed. The model comes from a local folder read
+// raw (--model), from the Hugging Face repositories or a mirror converted once into a directory store
+// (--hub-endpoint URL --cache-dir DIR: later runs only read the store), or from a pack of converted weights
+// (--pack DIR|URL, npm run convert's output, read without conversion; with --cache-dir a URL is stored first).
 
 import { spawnSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { rmSync } from 'node:fs';
 import { DEFAULT_SETTINGS, runJob, type JobSettings } from '../worker/engine.ts';
-import { openModelSource } from '../worker/modelPackage.ts';
-import { nodeFileSource } from '../weights/nodeFileSource.ts';
-import { CheckpointFileMissing } from '../errors/weights.ts';
+import type { ModelSource } from '../worker/modelPackage.ts';
+import { hubModelPlan, packModelPlan } from '../worker/modelStore.ts';
+import { defaultCacheDir, directoryWeightStore, openLocalModel, openPack, packModelSource, pickPackModel, storedModel } from './modelSources.ts';
 import { readImageFile } from './imageFile.ts';
 import { y4mSink } from './y4mSink.ts';
 import { nodeRuntime, type GpuKind } from './nodeRuntime.ts';
@@ -28,18 +31,14 @@ function parse(argv: string[]) {
     if (['no-teacache', 'q4', 'no-f16'].includes(key)) o[key] = true;
     else o[key] = argv[++i] ?? '';
   }
-  for (const k of ['model', 'image', 'prompt']) if (typeof o[k] !== 'string') throw new Error(`--${k} is required\n${USAGE}`);
+  for (const k of ['image', 'prompt']) if (typeof o[k] !== 'string') throw new Error(`--${k} is required\n${USAGE}`);
+  if (['model', 'pack', 'hub-endpoint'].filter((k) => typeof o[k] === 'string').length !== 1) throw new Error(`one of --model, --pack, --hub-endpoint is required\n${USAGE}`);
   return o as Record<string, string> & { 'no-teacache'?: boolean; q4?: boolean; 'no-f16'?: boolean };
 }
 
 async function main(): Promise<number> {
   const o = parse(process.argv.slice(2));
-  const modelDir = resolve(o.model);
-  const model = await openModelSource(async (path) => {
-    const full = join(modelDir, path);
-    if (!existsSync(full)) throw new CheckpointFileMissing(path, modelDir);
-    return nodeFileSource(full);
-  });
+  const model = await openModel(o);
   const settings: JobSettings = {
     ...DEFAULT_SETTINGS,
     prompt: o.prompt,
@@ -55,7 +54,8 @@ async function main(): Promise<number> {
     provider: (o.provider as ExecutionProvider) ?? 'webgpu',
     gpu: (o.gpu as GpuKind) ?? 'auto',
     dtype: o.dtype as 'float32' | 'float16' | undefined,
-    quantized: !!o.q4,
+    // Converted weights (hub, pack) are 4-bit: the job reads them as stored.
+    quantized: !!o.q4 || !o.model,
     budgetBytes: o['budget-gb'] ? Number(o['budget-gb']) * 2 ** 30 : undefined,
     kernelPath: (o.path as 'auto' | 'portable' | 'subgroup-matrix' | undefined) ?? 'auto',
     noF16: !!o['no-f16'],
@@ -90,13 +90,28 @@ async function main(): Promise<number> {
       if (r.status === 0) rmSync(y4mPath);
       else console.error(`ffmpeg is not available or failed; the frames are in ${y4mPath}`);
     }
-    console.error(`wrote ${frames} frames to ${out !== y4mPath && !existsSync(y4mPath) ? out : y4mPath} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.error(`wrote ${frames} frames to ${out !== y4mPath && !existsSync(y4mPath) ? out : y4mPath} in ${((performance.now() - t0) / 1000).toFixed(1)} s; peak RSS ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
   }
   if (failure) {
     console.error((failure as Error).message);
     return 1;
   }
   return 0;
+}
+
+/** The model the flags name (see USAGE). */
+async function openModel(o: Record<string, string | boolean | undefined>): Promise<ModelSource> {
+  const cacheDir = resolve((o['cache-dir'] as string | undefined) ?? defaultCacheDir());
+  if (typeof o.model === 'string') return openLocalModel(o.model);
+  if (typeof o['hub-endpoint'] === 'string') {
+    const plan = hubModelPlan(o.variant === 'f1' ? 'framepack-f1' : 'framepack', { endpoint: o['hub-endpoint'], token: o['hf-token'] as string | undefined });
+    console.error(`converted weights are kept in ${cacheDir}`);
+    return storedModel(directoryWeightStore(cacheDir), plan);
+  }
+  const { manifest, base, folderAt } = await openPack(o.pack as string);
+  const id = pickPackModel(manifest, o.variant as string | undefined, o['pack-model'] as string | undefined);
+  if (typeof o['cache-dir'] === 'string') return storedModel(directoryWeightStore(cacheDir), packModelPlan(manifest, id, base, folderAt));
+  return packModelSource(manifest, id, base, folderAt);
 }
 
 main().then((code) => process.exit(code), (e: Error) => {

@@ -5,15 +5,26 @@
 // stopped job or a reloaded page, calling it again starts at the first unfinished tensor (finished ones are not
 // fetched again). Before any transfer it checks the storage quota where the browser reveals it (Chromium reports a
 // fixed figure instead, so there the first refused write says what is missing) and asks for persistent storage.
+// What is stored is the converted tensor (weights/pack.ts: 4-bit, fp16), so the quota is asked for the converted
+// size, and tensors no network reads are neither fetched nor stored.
 
 import { QuotaError } from '../errors/weights.ts';
 import { CHROMIUM_STATIC_HEADROOM } from '../pipeline/storageQuota.ts';
-import { openCheckpoint, type CheckpointTensor, type FolderSource } from './checkpoint.ts';
+import { openCheckpoint, type Checkpoint, type CheckpointTensor, type FolderSource } from './checkpoint.ts';
 import { streamTensors, type ByteSource, type SafetensorsHeader } from './safetensors.ts';
 import type { ConvertedTensor, WeightStore } from './weightCache.ts';
 
 /** Turns one source tensor into what the app stores (identity, fp16, 4-bit packed + scales…). */
 export type Converter = (info: CheckpointTensor, bytes: Uint8Array) => ConvertedTensor[] | Promise<ConvertedTensor[]>;
+
+/** How a checkpoint is converted, decided once its config and tensor list are known (the headers are read first). */
+export interface Conversion {
+  convert: Converter;
+  /** Stored size of a tensor after conversion, for the quota check. */
+  convertedBytes(info: CheckpointTensor): number;
+  /** Source tensors to leave out: neither fetched nor stored. */
+  omit?(info: CheckpointTensor): boolean;
+}
 
 export interface DownloadProgress {
   phase: 'download';
@@ -47,9 +58,13 @@ export interface DownloadOptions {
   model: string;
   /** What was converted and how; a stored model with another fingerprint is replaced. Default: `where`. */
   fingerprint?: string;
-  convert: Converter;
+  /** The conversion, given the opened checkpoint (null for a folder of files only); overrides `convert` and `convertedBytes`. */
+  conversion?: (checkpoint: Checkpoint | null) => Conversion;
+  convert?: Converter;
   /** Stored size of a tensor after conversion, for the quota check; default its source size. */
   convertedBytes?: (info: CheckpointTensor) => number;
+  /** The stored format's version the conversion writes, kept in the model's record (weights/pack.ts). */
+  pack?: number;
   onProgress?: (event: DownloadProgress) => void;
   signal?: AbortSignal;
   /** Bytes per read (one HTTP Range request); default 16 MiB. */
@@ -63,6 +78,8 @@ export interface DownloadResult {
   /** Source tensors converted in this call and skipped because an earlier call had stored them. */
   converted: number;
   skipped: number;
+  /** Source tensors left out by the conversion (not fetched, not stored). */
+  omitted: string[];
   /** Whether the browser granted persistent storage (null: not asked). */
   persisted: boolean | null;
 }
@@ -99,26 +116,38 @@ function defaultStorage(): StorageLike | null {
  * (HttpError, HttpFileNotFound, NetworkError…), the signal's AbortError; what was stored before stays stored.
  */
 export async function downloadCheckpoint(options: DownloadOptions): Promise<DownloadResult> {
-  const { folder, where, store, model, convert, signal } = options;
+  const { folder, where, store, model, signal } = options;
   const storage = options.storage === undefined ? defaultStorage() : options.storage;
   const readBytes = options.readBytes ?? 16 * 1024 * 1024;
-  const sizeOf = options.convertedBytes ?? ((t: CheckpointTensor) => t.end - t.begin);
   signal?.throwIfAborted();
 
   const checkpoint = options.weightsFile === null ? null : await openCheckpoint(folder, where, options.weightsFile, { configFile: options.configFile });
+  const conversion: Conversion = options.conversion?.(checkpoint) ?? {
+    convert: options.convert ?? (() => { throw new Error('downloadCheckpoint needs a convert or a conversion'); }),
+    convertedBytes: options.convertedBytes ?? ((t: CheckpointTensor) => t.end - t.begin),
+  };
+  const { convert } = conversion;
+  const sizeOf = (t: CheckpointTensor) => conversion.convertedBytes(t);
   let config = checkpoint?.config ?? {};
   if (!checkpoint && options.configFile) config = JSON.parse(new TextDecoder().decode(await readWhole(await folder(options.configFile)))) as Record<string, unknown>;
   const extraFiles = options.extraFiles ?? [];
   const extraSources = await Promise.all(extraFiles.map((f) => folder(f)));
   const headers = new Map<string, SafetensorsHeader>();
-  for (const file of checkpoint?.files ?? []) headers.set(file, await checkpoint!.header(file));
+  const omitted: string[] = [];
+  for (const file of checkpoint?.files ?? []) {
+    const header = await checkpoint!.header(file);
+    const kept = header.tensors.filter((t) => !conversion.omit?.({ ...t, file }));
+    for (const t of header.tensors) if (!kept.includes(t)) omitted.push(t.name);
+    headers.set(file, kept.length === header.tensors.length ? header : { ...header, tensors: kept, byName: new Map(kept.map((t) => [t.name, t])) });
+  }
   const tensorCount = [...headers.values()].reduce((n, h) => n + h.tensors.length, 0);
   signal?.throwIfAborted();
 
   // What an earlier call stored counts only if it came from the same source and conversion.
   const fingerprint = options.fingerprint ?? where;
   const existing = await store.getModel(model);
-  const finished = existing?.fingerprint !== fingerprint ? new Set<string>() : existing.complete ? null : await store.finishedSources(model);
+  const same = existing?.fingerprint === fingerprint && existing.pack === options.pack;
+  const finished = !same ? new Set<string>() : existing!.complete ? null : await store.finishedSources(model);
   const isDone = (name: string) => finished === null || finished.has(name);
 
   // Quota: what is still to be stored against what the browser will still give this origin.
@@ -128,7 +157,7 @@ export async function downloadCheckpoint(options: DownloadOptions): Promise<Down
   let persisted: boolean | null = null;
   if (storage && needed > 0) {
     const available = await availableBytes(storage);
-    const freed = existing && existing.fingerprint !== fingerprint ? existing.storedBytes : 0; // beginModel drops it
+    const freed = existing && !same ? existing.storedBytes : 0; // beginModel drops it
     if (available !== null && needed > available + freed) throw new QuotaError(needed, available + freed, `The model ${model}`);
     if (storage.persist) persisted = (await storage.persisted?.()) || (await storage.persist());
   }
@@ -138,7 +167,7 @@ export async function downloadCheckpoint(options: DownloadOptions): Promise<Down
   const refused = (e: unknown, bytes = 0) =>
     e instanceof QuotaError ? new QuotaError(Math.max(needed - stored, bytes, 1024), null, `The model ${model}`) : e;
   try {
-    await store.beginModel(model, fingerprint, config, tensorCount + extraFiles.length);
+    await store.beginModel(model, fingerprint, config, tensorCount + extraFiles.length, options.pack);
   } catch (e) {
     throw refused(e);
   }
@@ -151,7 +180,8 @@ export async function downloadCheckpoint(options: DownloadOptions): Promise<Down
     stored += outputs.reduce((n, o) => n + o.data.length, 0);
   };
 
-  // Progress counts tensor-data bytes over all shards; finished tensors count as loaded from the start.
+  // Progress counts tensor-data bytes over all shards (up to the last tensor kept); finished tensors count as loaded
+  // from the start.
   const dataBytes = (h: SafetensorsHeader) => (h.tensors.length ? h.tensors[h.tensors.length - 1].end - h.dataOffset : 0);
   const total = [...headers.values()].reduce((n, h) => n + dataBytes(h), 0);
   let before = 0; // data bytes of the shards already passed
@@ -190,12 +220,12 @@ export async function downloadCheckpoint(options: DownloadOptions): Promise<Down
     report(file, before);
   }
   try {
-    await store.finishModel(model);
+    await store.finishModel(model, omitted);
   } catch (e) {
     throw refused(e);
   }
   if (total === 0 || loaded < total) options.onProgress?.({ phase: 'download', file: [...headers.keys()].pop() ?? '', loaded: total, total });
-  return { model, converted, skipped, persisted };
+  return { model, converted, skipped, omitted, persisted };
 }
 
 /** Extra files are stored under their file name, marked so they cannot clash with a tensor name. */

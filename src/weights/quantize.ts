@@ -2,6 +2,9 @@
 // A Linear weight W [N, K] (out, in) becomes, per row n and block b of 32 input features, one scale s and 32
 // unsigned nibbles q with W ≈ (q − 8)·s (the operator's default zero point 8, so no zero-point tensor is stored).
 // Two nibbles per byte, the even element in the low nibble. K is padded with zeros to a multiple of 32.
+// One row loop (quantizeRowsInto) serves both callers: quantizeQ4 on a whole float32 weight (raw checkpoints, at
+// job time) and the download's converter (weights/pack.ts), which feeds it a few rows at a time widened from
+// bf16/fp16, so both give the same nibbles and scales for the same weight.
 
 export const Q4_BLOCK = 32;
 
@@ -15,16 +18,16 @@ export interface Q4Weight {
 }
 
 /**
- * Symmetric quantization: the element of largest magnitude in a block maps to −8 exactly (s = that value / −8),
- * which uses the full signed range [−8, 7] as onnxruntime's own quantizer does.
+ * Quantizes `rows` rows of K values starting at `w[0]` into `blocks` / `scales` from row `firstRow` on.
+ * Symmetric: the element of largest magnitude in a block maps to −8 exactly (s = that value / −8), which uses the
+ * full signed range [−8, 7] as onnxruntime's own quantizer does.
  */
-export function quantizeQ4(w: Float32Array, n: number, k: number): Q4Weight {
+export function quantizeRowsInto(w: Float32Array, rows: number, k: number, blocks: Uint8Array, scales: Float32Array, firstRow: number): void {
   const kb = Math.ceil(k / Q4_BLOCK);
-  const blocks = new Uint8Array(n * kb * (Q4_BLOCK / 2));
-  const scales = new Float32Array(n * kb);
-  for (let row = 0; row < n; row++) {
+  for (let r = 0; r < rows; r++) {
+    const row = firstRow + r;
     for (let b = 0; b < kb; b++) {
-      const start = row * k + b * Q4_BLOCK;
+      const start = r * k + b * Q4_BLOCK;
       const len = Math.min(Q4_BLOCK, k - b * Q4_BLOCK);
       let extreme = 0;
       for (let i = 0; i < len; i++) if (Math.abs(w[start + i]) > Math.abs(extreme)) extreme = w[start + i];
@@ -39,6 +42,14 @@ export function quantizeQ4(w: Float32Array, n: number, k: number): Q4Weight {
       }
     }
   }
+}
+
+/** A whole [N, K] float32 weight, quantized (see quantizeRowsInto). */
+export function quantizeQ4(w: Float32Array, n: number, k: number): Q4Weight {
+  const kb = Math.ceil(k / Q4_BLOCK);
+  const blocks = new Uint8Array(n * kb * (Q4_BLOCK / 2));
+  const scales = new Float32Array(n * kb);
+  quantizeRowsInto(w, n, k, blocks, scales, 0);
   return { blocks, scales, n, k };
 }
 

@@ -4,11 +4,14 @@
 // `config.json`, stored files (tokenizers, preprocessor settings) under their own names, and the stored tensors
 // as one synthesized safetensors file whose header is built from the records and whose data section is read
 // tensor by tensor from the store (each read checked by the store's CRC). Shards of the source collapse into one
-// file; the engine cannot tell, because openCheckpoint finds no index and reads the single file.
+// file; the engine cannot tell, because openCheckpoint finds no index and reads the single file. A model converted
+// to the stored format (weights/pack.ts) says so in that file's metadata, with its version, which is how the
+// checkpoint knows to hand out its 4-bit weights as stored; a record of another version is refused.
 
 import { CheckpointFileMissing, StoredModelError } from '../errors/weights.ts';
 import type { FolderSource } from './checkpoint.ts';
 import { fileSourceName } from './download.ts';
+import { checkPackVersion, PACK_METADATA_KEY } from './pack.ts';
 import { DTYPE_BYTES, type ByteSource } from './safetensors.ts';
 import type { StoredTensor, WeightStore } from './weightCache.ts';
 
@@ -19,6 +22,8 @@ export interface StoredFolderOptions {
   config: boolean;
   /** For messages: where this folder came from. */
   where: string;
+  /** Refuse (PackVersionError) a record not converted to this app's stored format, e.g. a raw download of an earlier build. */
+  requirePack?: boolean;
 }
 
 function memorySource(name: string, bytes: Uint8Array): ByteSource {
@@ -40,8 +45,8 @@ interface Placed {
 }
 
 /** The stored tensors laid out back to back behind a safetensors header (padded to 8 bytes, as the format's writers do). */
-function layout(tensors: StoredTensor[], where: string): { header: Uint8Array; placed: Placed[]; size: number } {
-  const json: Record<string, unknown> = {};
+function layout(tensors: StoredTensor[], where: string, metadata: Record<string, string> | null): { header: Uint8Array; placed: Placed[]; size: number } {
+  const json: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let at = 0;
   const relative: [StoredTensor, number, number][] = [];
   for (const t of tensors) {
@@ -63,8 +68,8 @@ function layout(tensors: StoredTensor[], where: string): { header: Uint8Array; p
 }
 
 /** One safetensors file whose data comes from the store, one verified tensor at a time (the last one kept for chunked reads). */
-function synthesizedSafetensors(store: WeightStore, id: string, name: string, tensors: StoredTensor[], where: string): ByteSource {
-  const { header, placed, size } = layout(tensors, where);
+function synthesizedSafetensors(store: WeightStore, id: string, name: string, tensors: StoredTensor[], where: string, metadata: Record<string, string> | null): ByteSource {
+  const { header, placed, size } = layout(tensors, where, metadata);
   let last: { name: string; bytes: Promise<Uint8Array> } | null = null;
   const bytesOf = (t: StoredTensor) => {
     if (last?.name !== t.name) last = { name: t.name, bytes: store.readTensor(id, t.name) };
@@ -103,6 +108,8 @@ function synthesizedSafetensors(store: WeightStore, id: string, name: string, te
 export async function storedFolderSource(store: WeightStore, id: string, options: StoredFolderOptions): Promise<FolderSource> {
   const record = await store.getModel(id);
   if (!record?.complete) throw new StoredModelError(`${options.where} is not (completely) in this browser's storage; download it first.`);
+  if (options.requirePack || record.pack !== undefined) checkPackVersion(`${options.where} (stored)`, record.pack);
+  const metadata = record.pack !== undefined ? { [PACK_METADATA_KEY]: String(record.pack) } : null;
   const all = await store.tensors(id);
   const files = new Map(all.filter((t) => t.dtype === 'FILE').map((t) => [t.name, t]));
   const tensors = all.filter((t) => t.dtype !== 'FILE');
@@ -111,7 +118,7 @@ export async function storedFolderSource(store: WeightStore, id: string, options
     const name = `${options.where}/${file}`;
     if (options.config && file === 'config.json') return memorySource(name, new TextEncoder().encode(JSON.stringify(record.config)));
     if (options.weightsFile !== null && file === options.weightsFile && tensors.length > 0) {
-      weights ??= synthesizedSafetensors(store, id, name, tensors, options.where);
+      weights ??= synthesizedSafetensors(store, id, name, tensors, options.where, metadata);
       return weights;
     }
     const stored = files.get(fileSourceName(file));

@@ -47,6 +47,10 @@ export interface ModelRecord {
   storedBytes: number;
   complete: boolean;
   updatedAt: number;
+  /** The stored format's version (weights/pack.ts PACK_VERSION) the tensors were converted to; absent: stored as downloaded (earlier builds). */
+  pack?: number;
+  /** Source tensors no network reads, left out (set when the model is finished). */
+  omitted?: string[];
 }
 
 export interface ModelSummary {
@@ -57,14 +61,18 @@ export interface ModelSummary {
 }
 
 export interface WeightStore {
-  /** The model's record, creating it empty; an existing record with another fingerprint is deleted first. */
-  beginModel(id: string, fingerprint: string, config: Record<string, unknown>, sources: number): Promise<ModelRecord>;
+  /**
+   * The model's record, creating it empty; an existing record with another fingerprint is deleted first. `pack` is
+   * the stored format's version the tensors are converted to.
+   */
+  beginModel(id: string, fingerprint: string, config: Record<string, unknown>, sources: number, pack?: number): Promise<ModelRecord>;
   getModel(id: string): Promise<ModelRecord | undefined>;
   /** Stores the outputs of one source tensor and marks the source done, atomically. Throws QuotaError when full. */
   putConverted(id: string, source: string, outputs: ConvertedTensor[]): Promise<void>;
   /** Source tensors already stored: the point a download resumes from. */
   finishedSources(id: string): Promise<Set<string>>;
-  finishModel(id: string): Promise<void>;
+  /** Marks the model complete, noting the source tensors that were left out. */
+  finishModel(id: string, omitted?: string[]): Promise<void>;
   tensors(id: string): Promise<StoredTensor[]>;
   /** One stored tensor's bytes, every chunk verified. Throws IntegrityError on a mismatch or a missing chunk. */
   readTensor(id: string, name: string): Promise<Uint8Array>;
@@ -97,11 +105,11 @@ const chunkPrefix = (id: string) => `chunk${SEP}${id}${SEP}`;
 export class ChunkedWeightStore implements WeightStore {
   constructor(readonly backend: KeyValueBackend, readonly chunkBytes = DEFAULT_CHUNK_BYTES) {}
 
-  async beginModel(id: string, fingerprint: string, config: Record<string, unknown>, sources: number): Promise<ModelRecord> {
+  async beginModel(id: string, fingerprint: string, config: Record<string, unknown>, sources: number, pack?: number): Promise<ModelRecord> {
     const existing = await this.getModel(id);
-    if (existing?.fingerprint === fingerprint) return existing;
+    if (existing?.fingerprint === fingerprint && existing.pack === pack) return existing;
     if (existing) await this.deleteModel(id);
-    const record: ModelRecord = { id, fingerprint, config, sources, storedBytes: 0, complete: false, updatedAt: Date.now() };
+    const record: ModelRecord = { id, fingerprint, config, sources, storedBytes: 0, complete: false, updatedAt: Date.now(), ...(pack !== undefined ? { pack } : {}) };
     await this.write([[modelKey(id), record]]);
     return record;
   }
@@ -137,9 +145,9 @@ export class ChunkedWeightStore implements WeightStore {
     return new Set((await this.backend.keys(prefix)).map((k) => k.slice(prefix.length)));
   }
 
-  async finishModel(id: string): Promise<void> {
+  async finishModel(id: string, omitted?: string[]): Promise<void> {
     const record = await this.requireModel(id);
-    await this.write([[modelKey(id), { ...record, complete: true, updatedAt: Date.now() }]]);
+    await this.write([[modelKey(id), { ...record, complete: true, updatedAt: Date.now(), ...(omitted?.length ? { omitted } : {}) }]]);
   }
 
   async tensors(id: string): Promise<StoredTensor[]> {

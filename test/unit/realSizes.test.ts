@@ -1,7 +1,9 @@
 // The real-configuration graphs (and the DiT's block plans) of all five networks build without weights, and their
 // parameter counts and converted sizes are what a formula written here says: 4-bit linears take 32 weights per
 // block in 16 bytes of nibbles plus one fp16 scale (18 bytes per 32), everything else is fp16 (2 bytes each).
-// The formula is applied to real_shapes.json independently of the builders' bindings, and the two must agree.
+// The formula is applied to real_shapes.json independently of the builders' bindings, and the two must agree; so
+// must the stored pack's sizes (src/worker/storedFormats.ts, derived from the builders), which the README and the
+// app's model list state.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -16,6 +18,8 @@ import { buildClipText, parseClipTextConfig } from '../../src/models/clip.ts';
 import { buildSiglipVision, parseSiglipVisionConfig } from '../../src/models/siglip.ts';
 import { buildVaeDecoder, buildVaeEncoder, parseVaeConfig } from '../../src/models/vae.ts';
 import type { WeightSet } from '../../src/models/graph.ts';
+import { storedBytes } from '../../src/weights/pack.ts';
+import { storedFormats, type NetworkComponent } from '../../src/worker/storedFormats.ts';
 import { fixturesDir } from '../helpers/fixtures.ts';
 
 const real = JSON.parse(readFileSync(join(fixturesDir(), 'real_shapes.json'), 'utf8')) as Record<string, Record<string, number[]>>;
@@ -53,10 +57,10 @@ function formulaBytes(shapes: Record<string, number[]>, keep: (name: string) => 
   return { params, bytes };
 }
 
-/** The project's 4-bit policy, restated: 2-D Linear weights in the blocks and refiner whose input width is a multiple of 32. */
+/** The project's 4-bit policy, restated: 2-D Linear weights in the blocks (not the token refiner) whose input width is a multiple of 32. */
 const ditQ4 = (name: string, shape: number[]) =>
   shape.length === 2 && shape[1] % 32 === 0 && name.endsWith('.weight') &&
-  /^(transformer_blocks|single_transformer_blocks|context_embedder\.token_refiner\.refiner_blocks)\./.test(name) && !/norm_[qk]|norm_added|norm[12]\.weight/.test(name);
+  /^(transformer_blocks|single_transformer_blocks)\./.test(name) && !/norm_[qk]|norm_added|norm[12]\.weight/.test(name);
 
 describe('real-configuration graphs: parameter counts and 4-bit sizes', () => {
   it('transformer: 12,874,314,816 parameters, 4-bit size by the 18-bytes-per-32 formula', () => {
@@ -128,4 +132,35 @@ describe('real-configuration graphs: parameter counts and 4-bit sizes', () => {
       for (const n of graph.nodes.filter((n) => n.opType === 'MatMul')) expect(n.inputs.some((i) => weightInputs.has(i)), `${graph.name} MatMul ${n.name}`).toBe(false);
     }
   });
+
+  it('the stored pack: 4-bit where the block plans and Llama bind 4-bit, fp16 elsewhere, unread tensors left out', () => {
+    const configs: Record<NetworkComponent, Record<string, unknown>> = { transformer: transformerConfig, text_encoder: textEncoderConfig, text_encoder_2: clipConfig, image_encoder: siglipConfig, vae: vaeConfig };
+    const sizes = {} as Record<NetworkComponent, number>;
+    for (const component of Object.keys(configs) as NetworkComponent[]) {
+      const shapes = real[component];
+      const formats = storedFormats(component, configs[component], new Set(Object.keys(shapes)));
+      let bytes = 0;
+      for (const [name, shape] of Object.entries(shapes)) {
+        const format = formats.get(name);
+        if (format) bytes += storedBytes({ name, dtype: 'BF16', shape, begin: 0, end: 0 }, format);
+      }
+      sizes[component] = bytes;
+    }
+    // The same sizes by the formula restated here.
+    const llamaUsed = (name: string) => !/^layers\.(30|31)\./.test(name) && name !== 'norm.weight';
+    const llamaQ4 = (name: string, shape: number[]) => shape.length === 2 && name !== 'embed_tokens.weight';
+    expect(sizes.transformer).toBe(formulaBytes(real.transformer, () => true, ditQ4).bytes);
+    expect(sizes.text_encoder).toBe(formulaBytes(real.text_encoder, llamaUsed, llamaQ4).bytes);
+    expect(sizes.text_encoder_2).toBe(formulaBytes(real.text_encoder_2, () => true, () => false).bytes);
+    expect(sizes.image_encoder).toBe(formulaBytes(real.image_encoder, (n) => !n.startsWith('head.'), () => false).bytes);
+    expect(sizes.vae).toBe(formulaBytes(real.vae, () => true, () => false).bytes);
+    const one = Object.values(sizes).reduce((a, b) => a + b, 0);
+    const download = Object.entries(real).reduce((n, [c, shapes]) => n + Object.entries(shapes).reduce((m, [name, shape]) => m + numel(shape) * (c === 'transformer' && name.startsWith('proj_out.') ? 4 : 2), 0), 0);
+    console.log(`stored pack: transformer ${(sizes.transformer / GB).toFixed(2)} GB, llama ${(sizes.text_encoder / GB).toFixed(2)} GB, siglip ${(sizes.image_encoder / GB).toFixed(3)} GB, ` +
+      `vae ${(sizes.vae / GB).toFixed(3)} GB, clip ${(sizes.text_encoder_2 / GB).toFixed(3)} GB: one model ${(one / GB).toFixed(2)} GB (download ${(download / GB).toFixed(2)} GB, ` +
+      `F1's transformer adds ${(sizes.transformer / GB).toFixed(2)} GB: both ${((one + sizes.transformer) / GB).toFixed(2)} GB)`);
+    // What src/worker/browserApi.ts tells the user before anything is stored.
+    expect((one / GB).toFixed(1)).toBe('14.1');
+  });
 });
+
