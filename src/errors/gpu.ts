@@ -34,7 +34,7 @@ export class DeviceLostError extends Error {
 export class GpuOutOfMemoryError extends Error {
   override name = 'GpuOutOfMemoryError';
   constructor(what: string, bytes: number, limit?: number) {
-    const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    const mb = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(0)} MiB` : `${(n / 2 ** 10).toFixed(0)} KiB`);
     super(
       `The GPU could not allocate ${mb(bytes)} for ${what}` +
         (limit !== undefined ? ` (this device allows at most ${mb(limit)} in one buffer)` : '') +

@@ -8,6 +8,7 @@
 import {
   AdaNormConfigError, AdaNormShapeError, AttentionConfigError, AttentionShapeError, KernelCompileError, MatmulConfigError, MatmulShapeError,
   Q4GemvConfigError, Q4GemvShapeError, Q4MatmulConfigError, Q4MatmulShapeError, QkvHeadsConfigError, QkvHeadsShapeError,
+  TeaCacheKernelError, VaeKernelConfigError, VaeKernelShapeError,
 } from './kernels.ts';
 import { DeviceLostError, GpuOutOfMemoryError, NoAdapterError, NoWebGPUError } from './gpu.ts';
 import {
@@ -21,8 +22,8 @@ import {
   TeaCacheResidualMissing, TokenIdsError, VaeInputError,
 } from './engine.ts';
 import {
-  CheckpointFileMissing, HttpError, HttpFileNotFound, IntegrityError, NetworkError, QuotaError, SafetensorsFormatError,
-  StoredModelError, TensorMissing,
+  CheckpointFileMissing, HttpError, HttpFileNotFound, IntegrityError, NetworkError, PackFormatError, PackVersionError, QuotaError,
+  SafetensorsFormatError, StoredModelError, TensorMissing,
 } from './weights.ts';
 import { FrameConvertError, NoVideoEncoderError, UnsupportedVideoCodecError, VideoEncodeError, VideoError, VideoInputError } from './video.ts';
 import { ImageFileError, ImageInputError, WorkerCrashedError } from './ui.ts';
@@ -47,6 +48,7 @@ const classes = {
   // kernels.ts
   KernelCompileError, MatmulConfigError, MatmulShapeError, Q4MatmulConfigError, Q4MatmulShapeError, Q4GemvConfigError, Q4GemvShapeError,
   AttentionConfigError, AttentionShapeError, QkvHeadsConfigError, QkvHeadsShapeError, AdaNormConfigError, AdaNormShapeError,
+  TeaCacheKernelError, VaeKernelConfigError, VaeKernelShapeError,
   // pipeline.ts
   BucketError, ImageSizeError, TokenizerFormatError, PromptTemplateError, NotRoundableError, SectionPlanError,
   FrameCountError, HistoryError, SoftAppendError, LatentPreviewError, RopeTableError, DenoiserShapeError,
@@ -58,7 +60,7 @@ const classes = {
   ModelPackageError, JobBusyError, JobStopped,
   // weights.ts
   CheckpointFileMissing, TensorMissing, HttpError, HttpFileNotFound, NetworkError, SafetensorsFormatError,
-  IntegrityError, StoredModelError, QuotaError,
+  IntegrityError, StoredModelError, QuotaError, PackVersionError, PackFormatError,
   // video.ts
   VideoError, NoVideoEncoderError, UnsupportedVideoCodecError, VideoEncodeError, VideoInputError, FrameConvertError,
   // ui.ts
@@ -80,6 +82,7 @@ export const PROGRAMMING_ERRORS: ReadonlySet<string> = new Set<ErrorName>([
   // kernels: unsupported options, mismatched buffers, a shader the driver rejects
   'KernelCompileError', 'MatmulConfigError', 'MatmulShapeError', 'Q4MatmulConfigError', 'Q4MatmulShapeError', 'Q4GemvConfigError', 'Q4GemvShapeError',
   'AttentionConfigError', 'AttentionShapeError', 'QkvHeadsConfigError', 'QkvHeadsShapeError', 'AdaNormConfigError', 'AdaNormShapeError',
+  'TeaCacheKernelError', 'VaeKernelConfigError', 'VaeKernelShapeError',
   // networks: configs the builders cannot run, inputs of the wrong shape
   'DiTConfigError', 'LlamaConfigError', 'ClipConfigError', 'SiglipConfigError', 'VaeConfigError',
   'DiTInputError', 'TeaCacheResidualMissing', 'DiTKernelInputError', 'VaeInputError', 'PixelValuesShapeError',

@@ -73,3 +73,18 @@ export class AdaNormConfigError extends Error {
 export class AdaNormShapeError extends Error {
   override name = 'AdaNormShapeError';
 }
+
+/** The VAE kernels' options cannot run on this device (f16 without shader-f16, a width the kernel does not take). */
+export class VaeKernelConfigError extends Error {
+  override name = 'VaeKernelConfigError';
+}
+
+/** The buffers or sizes passed to a VAE kernel (causal conv, GroupNorm statistics, frame-causal attention) do not match it. */
+export class VaeKernelShapeError extends Error {
+  override name = 'VaeKernelShapeError';
+}
+
+/** The buffers passed to TeaCache's GPU kernels (L1 sums, residual arithmetic) do not match the sizes asked for. */
+export class TeaCacheKernelError extends Error {
+  override name = 'TeaCacheKernelError';
+}

@@ -81,3 +81,25 @@ export class QuotaError extends Error {
     super(`${what} needs ${formatBytes(neededBytes)} of browser storage, but ${availableBytes === null ? 'the browser refused to store more' : `only ${formatBytes(availableBytes)} is available`}. Free disk space or delete other cached models, then start again (private windows allow much less storage).`);
   }
 }
+
+/**
+ * Converted weights (a stored model or a pack of files) in another version of the stored format than this app
+ * reads: never read as if they were the current one. An older version (the raw downloads of earlier builds count as
+ * version 0) is converted again; a newer one needs a newer app.
+ */
+export class PackVersionError extends Error {
+  override name = 'PackVersionError';
+  constructor(readonly where: string, readonly found: number, readonly expected: number) {
+    super(found < expected
+      ? `The converted weights at ${where} are in an older stored format (version ${found}; this app reads version ${expected}). Convert them again: in the app, Generate does it (or delete the model first); from the command line, npm run convert.`
+      : `The converted weights at ${where} are in stored format version ${found}, newer than this app reads (version ${expected}). Update the app, or convert the weights again with this version.`);
+  }
+}
+
+/** A pack folder (npm run convert's output) that is not one: its manifest.json is missing or does not describe a pack. */
+export class PackFormatError extends Error {
+  override name = 'PackFormatError';
+  constructor(where: string, detail: string) {
+    super(`${where} is not a FramePack Web weight pack: ${detail}. Point at a folder written by npm run convert (it holds manifest.json).`);
+  }
+}

@@ -131,15 +131,19 @@ export class FramePackClient {
     return this.#stage === 'done' ? 1 : 0;
   }
 
-  /** Asks the worker what this browser can do, and what is stored. Never throws: problems land in `error`. */
+  /**
+   * Asks the worker what this browser can do, and what is stored, each shown as it arrives (the capabilities wait for
+   * the GPU's first-use speed probe, seconds on a software GPU). Never throws: problems land in `error`.
+   */
   async refresh(): Promise<void> {
-    try {
-      const [capabilities, models] = await Promise.all([this.#api.capabilities(), this.#api.models()]);
-      this.#capabilities = capabilities;
-      this.#models = models;
-    } catch (raw) {
-      this.#error = rebuildError(raw);
-    }
+    const capabilities = (async () => {
+      try {
+        this.#capabilities = await this.#api.capabilities();
+      } catch (raw) {
+        this.#error = rebuildError(raw);
+      }
+    })();
+    await Promise.all([capabilities, this.refreshModels()]);
   }
 
   async refreshModels(): Promise<void> {

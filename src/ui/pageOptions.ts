@@ -1,6 +1,7 @@
 // Settings the page takes from its own address, for tests and diagnostics (the app needs none of them):
 //   ?modelBase=URL          fetch the tiny model from URL instead of this site's models/tiny/
 //   ?hubEndpoint=URL        a Hugging Face mirror (or a local server in the official layout)
+//   ?packUrl=URL            a pack of converted weights (npm run convert): the models it lists come from there
 //   ?maxGpuBufferBytes=N    plan as if the GPU allowed at most N bytes in one buffer (emulates a smaller GPU)
 //   ?dtype=float32|float16  activation precision instead of the adapter's best
 import type { WorkerOptions } from '../worker/framepackWorker.ts';
@@ -10,6 +11,8 @@ export function workerOptionsFromUrl(url: URL, baseUri: string): WorkerOptions {
   const options: WorkerOptions = { tinyModelUrl: new URL(q.get('modelBase') ?? 'models/tiny/', baseUri).href };
   const hub = q.get('hubEndpoint');
   if (hub) options.hubEndpoint = hub;
+  const pack = q.get('packUrl');
+  if (pack) options.packUrl = new URL(pack, baseUri).href;
   const limit = Number(q.get('maxGpuBufferBytes'));
   if (limit > 0) options.maxGpuBufferBytes = limit;
   const dtype = q.get('dtype');

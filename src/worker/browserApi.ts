@@ -1,25 +1,34 @@
 // FramePackApi for the browser: models fetched once into IndexedDB (the bundled tiny model from the app's own
-// origin, the real ones from the official Hugging Face repositories) and read back from there, one GPU device
-// shared by ORT and our kernels, the job engine, and a WebCodecs video assembler that hands the UI a playable MP4
-// after every section. It runs inside the Web Worker (framepackWorker.ts exposes it over comlink) but needs
-// nothing from the worker itself, so tests can also use it in a page.
+// origin, the real ones from the official Hugging Face repositories or from a pack of converted weights at
+// `packUrl`), converted to the stored format (weights/pack.ts: 4-bit and fp16, 14.1 GB for FramePack instead of the
+// 42.4 GB download) as their bytes arrive, and read back from there by every job without converting anything again;
+// one GPU device shared by ORT and our kernels, the job engine, and a WebCodecs video assembler that hands the UI a
+// playable MP4 after every section. It runs inside the Web Worker (framepackWorker.ts exposes it over comlink) but
+// needs nothing from the worker itself, so tests can also use it in a page (or in Node, for the model methods).
 
 import { JobBusyError, JobStopped } from '../errors/engine.ts';
 import { runJob, type JobEvent, type JobSettings, type RuntimeChoice } from './engine.ts';
-import { openModelSource, type Component, type ModelSource } from './modelPackage.ts';
+import type { Component, ModelSource } from './modelPackage.ts';
 import type { FrameSink } from './framepackLoop.ts';
 import type { CapabilityReport, FramePackApi, GenerateRequest, GenerateResult, ModelId, ModelStatus, WorkerEvent } from './protocol.ts';
 import { requestGpu, explainCapabilities, type GpuContext } from '../runtime/device.ts';
+import { deviceSpeedProbe } from '../runtime/speedProbe.ts';
+import { subgroupMatrixUnavailableReason as q4TensorCoreProblem } from '../kernels/q4Matmul.ts';
+import { subgroupMatrixUnavailableReason as attentionTensorCoreProblem } from '../kernels/flashAttention.ts';
 import { setupOrt } from '../runtime/ort.ts';
 import { downloadCheckpoint } from '../weights/download.ts';
 import { httpFolderSource } from '../weights/httpSource.ts';
-import { hubComponent, hubDownload, type ComponentName } from '../weights/huggingFace.ts';
+import { hubComponent } from '../weights/huggingFace.ts';
+import { PACK_MANIFEST, PACK_VERSION, packFingerprint, parsePackManifest, passThrough, type PackManifest } from '../weights/pack.ts';
 import { storedFolderSource } from '../weights/storeSource.ts';
-import { indexedDbWeightStore, type ConvertedTensor, type WeightStore } from '../weights/weightCache.ts';
-import type { CheckpointTensor, FolderSource } from '../weights/checkpoint.ts';
+import { indexedDbWeightStore, type WeightStore } from '../weights/weightCache.ts';
 import { VideoAssembler } from '../video/videoAssembler.ts';
 import { serializeError } from './serializeError.ts';
 import { chooseEncoder } from '../video/videoCodec.ts';
+import {
+  HUB_NAMES, hubModelPlan, outdatedVersion, packModelPlan, PARTS, partReady, prepareStoredModel, storedModelSource,
+  type HubModelId, type ModelPlan, type PartSpec,
+} from './modelStore.ts';
 
 export interface BrowserApiOptions {
   /** Folder URL of the bundled tiny model (its framepack.json and network folders). */
@@ -29,6 +38,11 @@ export interface BrowserApiOptions {
   /** Hugging Face endpoint (a mirror, or the tests' local server) and token for gated repositories. */
   hubEndpoint?: string;
   hubToken?: string;
+  /**
+   * Folder URL of a pack of converted weights (`npm run convert`: manifest.json and its parts): the models its
+   * manifest lists come from there, stored as they are, instead of from Hugging Face (or the bundled tiny model).
+   */
+  packUrl?: string;
   store?: WeightStore;
   /** Plan as if the GPU allowed at most this many bytes in one buffer (emulates a smaller GPU; diagnostics and tests). */
   maxGpuBufferBytes?: number;
@@ -36,50 +50,23 @@ export interface BrowserApiOptions {
   dtype?: 'float32' | 'float16';
 }
 
-/** The parts of a model in the order a job needs them, so an interrupted download has the early stages ready. */
-const PARTS: Component[] = ['text_encoder', 'tokenizer', 'text_encoder_2', 'tokenizer_2', 'image_encoder', 'feature_extractor', 'vae', 'transformer'];
-
-/** The Hugging Face manifest entry that names each part's files (the tiny model copies that layout). */
-const HUB_NAMES: Record<Component, ComponentName> = {
-  transformer: 'transformer-original', text_encoder: 'text_encoder', tokenizer: 'tokenizer', text_encoder_2: 'text_encoder_2',
-  tokenizer_2: 'tokenizer_2', vae: 'vae', image_encoder: 'image_encoder', feature_extractor: 'feature_extractor',
-};
-
 interface ModelInfo {
   label: string;
-  /** Approximate bytes of the whole download, shown before anything is stored. */
+  /** Approximate bytes the model takes once stored, shown before anything is stored. */
   approxBytes: number;
 }
 
+// Stored sizes (weights/pack.ts format, computed from the real shapes by test/unit/realSizes.test.ts): the
+// transformer 7.84 GB, Llama 4.73 GB, SigLIP 0.83 GB, the VAE 0.49 GB, CLIP 0.25 GB. F1 shares all but its transformer.
 const MODELS: Record<ModelId, ModelInfo> = {
-  tiny: { label: 'Tiny demo model (random weights, 3 MB; its videos are noise)', approxBytes: 3.3e6 },
-  framepack: { label: 'FramePack (HunyuanVideo I2V, back-to-front sampling; ≈ 43 GB download)', approxBytes: 43e9 },
-  'framepack-f1': { label: 'FramePack-F1 (front-to-back sampling; ≈ 43 GB download)', approxBytes: 43e9 },
+  tiny: { label: 'Tiny demo model (random weights, 3 MB; its videos are noise)', approxBytes: 2.6e6 },
+  framepack: { label: 'FramePack (HunyuanVideo I2V, back-to-front sampling; ≈ 42 GB download, ≈ 14.1 GB stored)', approxBytes: 14.1e9 },
+  'framepack-f1': { label: 'FramePack-F1 (front-to-back sampling; ≈ 42 GB download, ≈ 14.1 GB stored)', approxBytes: 14.1e9 },
 };
 
-/** One stored part: which cache entry holds it and how the runners open it. */
-interface Part {
-  component: Component;
-  /** Its folder as framepack.json names it. */
-  folder: string;
-  storeId: string;
-  fingerprint: string;
-  weightsFile: string | null;
-  configFile: string | null;
-  extraFiles: string[];
-  /** Opens the source folder (network) for a download. */
-  source: () => FolderSource;
-  where: string;
-}
-
-interface ModelPlan {
-  /** framepack.json's content (downloaded for the tiny model, written here for the hub models). */
-  packageJson: Record<string, unknown> | null;
-  packagePart: { storeId: string; fingerprint: string; url: string } | null;
-  parts: Part[];
-}
-
-const identity = (info: CheckpointTensor, bytes: Uint8Array): ConvertedTensor[] => [{ name: info.name, dtype: info.dtype, shape: info.shape, data: bytes }];
+/** Store id of the tiny model's framepack.json and of a pack's manifest.json. */
+const TINY_PACKAGE = 'tiny/framepack.json';
+const PACK_MANIFEST_ID = `pack/${PACK_MANIFEST}`;
 
 export class BrowserFramePack implements FramePackApi {
   private readonly store: WeightStore;
@@ -110,13 +97,29 @@ export class BrowserFramePack implements FramePackApi {
     } catch {
       videoCodec = null;
     }
+    const dtypeOverride = this.options.dtype ?? null;
+    let ctx: GpuContext;
     try {
-      const ctx = await this.gpuContext();
-      return { webgpu: true, gpu: ctx.capabilities, explanation: explainCapabilities(ctx.capabilities), storage, videoCodec };
+      ctx = await this.gpuContext();
     } catch (e) {
       const hasApi = typeof navigator !== 'undefined' && !!navigator.gpu;
-      return { webgpu: hasApi, gpu: null, explanation: [(e as Error).message], storage, videoCodec, problem: serializeError(e) };
+      return {
+        webgpu: hasApi, gpu: null, explanation: [(e as Error).message], storage, videoCodec, problem: serializeError(e),
+        dtypeOverride, tensorCoreProblem: null, speedProbe: null,
+      };
     }
+    const caps = ctx.capabilities;
+    // The kernels' own checks at the real transformer's sizes (3072 wide, heads of 128), in f16.
+    const tensorCoreProblem = q4TensorCoreProblem(ctx.device, { k: 3072, dtype: 'f16' }) ?? attentionTensorCoreProblem(ctx.device, { headDim: 128, dtype: 'f16' });
+    // Once per device (memoized): the 4-bit GEMM on the path and dtype a job takes here, for the page's estimates.
+    let speedProbe: CapabilityReport['speedProbe'] = null;
+    let speedProbeProblem: string | undefined;
+    try {
+      speedProbe = await deviceSpeedProbe(ctx.device, caps.shaderF16 && dtypeOverride !== 'float32' ? 'f16' : 'f32');
+    } catch (e) {
+      speedProbeProblem = (e as Error).message;
+    }
+    return { webgpu: true, gpu: caps, explanation: explainCapabilities(caps), storage, videoCodec, dtypeOverride, tensorCoreProblem, speedProbe, speedProbeProblem };
   }
 
   private async storageReport(): Promise<CapabilityReport['storage']> {
@@ -133,26 +136,35 @@ export class BrowserFramePack implements FramePackApi {
       const ids = await this.storeIds(id);
       const parts = ids.map((i) => stored.get(i));
       const storedBytes = parts.reduce((n, p) => n + (p?.storedBytes ?? 0), 0);
-      const cached = parts.length > 0 && parts.every((p) => p?.complete);
-      out.push({ id, label: MODELS[id].label, cached, storedBytes, totalBytes: cached ? storedBytes : Math.max(MODELS[id].approxBytes, storedBytes) });
+      let outdated = false;
+      for (const [k, p] of parts.entries()) if (p && outdatedVersion(await this.store.getModel(ids[k])) !== null) outdated = true;
+      const cached = !outdated && parts.length > 0 && parts.every((p) => p?.complete);
+      // A copy in an older stored format (e.g. the raw download of an earlier build) is never read: say so.
+      const label = outdated ? `${MODELS[id].label} — stored in an older format; Generate converts it again` : MODELS[id].label;
+      out.push({ id, label, cached, storedBytes, totalBytes: cached ? storedBytes : Math.max(MODELS[id].approxBytes, storedBytes) });
     }
     return out;
   }
 
-  /** Cache entries a model uses. */
+  /** Store entries a model uses (without touching the network). */
   private async storeIds(id: ModelId): Promise<string[]> {
-    if (id === 'tiny') return ['tiny/framepack.json', ...PARTS.map((c) => `tiny/${c}`)];
-    return PARTS.map((c) => `hf/${c === 'transformer' ? (id === 'framepack' ? 'transformer-original' : 'transformer-f1') : HUB_NAMES[c]}`);
+    const pack = await this.storedPackManifest();
+    if (pack?.models[id]) {
+      const components = pack.models[id].components as Record<Component, string>;
+      return [PACK_MANIFEST_ID, ...PARTS.map((c) => `pack/${components[c]}`)];
+    }
+    if (id === 'tiny') return [TINY_PACKAGE, ...PARTS.map((c) => `tiny/${c}`)];
+    return hubModelPlan(id).parts.map((p) => p.storeId);
   }
 
   async deleteModel(id: ModelId): Promise<void> {
     let ids = await this.storeIds(id);
     if (id !== 'tiny') {
       // FramePack and FramePack-F1 share every part but the transformer: keep what the other one still uses.
-      const other = id === 'framepack' ? 'framepack-f1' : 'framepack';
+      const other = await this.storeIds(id === 'framepack' ? 'framepack-f1' : 'framepack');
       const stored = new Set((await this.store.listModels()).map((m) => m.id));
-      const otherTransformer = `hf/${other === 'framepack' ? 'transformer-original' : 'transformer-f1'}`;
-      if (stored.has(otherTransformer)) ids = ids.filter((i) => i.includes('transformer'));
+      const otherOwn = other.filter((i) => !ids.includes(i));
+      if (otherOwn.some((i) => stored.has(i))) ids = ids.filter((i) => !other.includes(i));
     }
     for (const i of ids) await this.store.deleteModel(i);
   }
@@ -220,87 +232,90 @@ export class BrowserFramePack implements FramePackApi {
     }
   }
 
-  /** The model read from the cache, downloading (or resuming) whatever part is not there yet. */
-  private async prepareModel(id: ModelId, emit: (e: WorkerEvent) => void, signal: AbortSignal): Promise<ModelSource> {
+  /**
+   * The model read from the store, downloading (or resuming) and converting whatever part is not there yet. A part
+   * stored in an older format is converted again (and says so in a load event). Public for tests in Node.
+   */
+  async prepareModel(id: ModelId, emit: (e: WorkerEvent) => void, signal: AbortSignal): Promise<ModelSource> {
     const plan = await this.modelPlan(id, signal);
-    const pending: Part[] = [];
-    for (const part of plan.parts) {
-      const record = await this.store.getModel(part.storeId);
-      if (!(record?.complete && record.fingerprint === part.fingerprint)) pending.push(part);
-    }
-    for (const [i, part] of pending.entries()) {
-      await downloadCheckpoint({
-        folder: part.source(),
-        where: part.where,
-        weightsFile: part.weightsFile,
-        configFile: part.configFile,
-        extraFiles: part.extraFiles,
-        store: this.store,
-        model: part.storeId,
-        fingerprint: part.fingerprint,
-        convert: identity,
-        signal,
-        onProgress: (p) => emit({ type: 'load', phase: 'download', file: p.file, loaded: p.loaded, total: p.total, component: part.component, part: i + 1, parts: pending.length }),
-      });
-    }
-    const folders = new Map<string, FolderSource>();
-    for (const part of plan.parts) {
-      folders.set(part.folder, await storedFolderSource(this.store, part.storeId, { weightsFile: part.weightsFile, config: part.configFile !== null, where: part.where }));
-    }
-    const packageText = JSON.stringify(plan.packageJson);
-    return openModelSource(async (path) => {
-      if (path === 'framepack.json') {
-        const bytes = new TextEncoder().encode(packageText);
-        return { name: 'framepack.json', size: async () => bytes.length, read: async (o, n) => bytes.slice(o, o + n) };
-      }
-      // The longest folder that prefixes the path owns it (folders may nest: HunyuanVideo/text_encoder).
-      const folder = [...folders.keys()].filter((f) => path.startsWith(`${f.replace(/\/$/, '')}/`)).sort((a, b) => b.length - a.length)[0];
-      if (folder === undefined) throw new Error(`No part of the model holds ${path}.`);
-      return folders.get(folder)!(path.slice(folder.replace(/\/$/, '').length + 1));
+    await prepareStoredModel(this.store, plan, {
+      signal,
+      onOutdated: (part, version) => {
+        const note = `${part.component}: stored in an older format (version ${version}; this app reads ${PACK_VERSION}), converting it again`;
+        console.info(`${part.where}: ${note}`);
+        emit({ type: 'load', phase: 'convert', file: note, loaded: 0, total: 0, component: note, part: 0, parts: plan.parts.length });
+      },
+      onProgress: (part, i, n, p) => emit({ type: 'load', phase: 'download', file: p.file, loaded: p.loaded, total: p.total, component: part.component, part: i, parts: n }),
     });
+    return storedModelSource(this.store, plan);
   }
 
-  /** Which parts a model has and where each comes from. Touches the network only for an uncached tiny framepack.json. */
+  /** Which parts a model has and where each comes from. Touches the network only for an uncached framepack.json or pack manifest. */
   private async modelPlan(id: ModelId, signal: AbortSignal): Promise<ModelPlan> {
+    if (this.options.packUrl) {
+      const manifest = await this.packManifest(signal);
+      if (manifest.models[id]) {
+        const base = this.packBase();
+        return packModelPlan(manifest, id, base, (folder) => httpFolderSource(new URL(`${folder.replace(/\/$/, '')}/`, base).href, { signal }));
+      }
+    }
     if (id === 'tiny') return this.tinyPlan(signal);
-    const hub = { endpoint: this.options.hubEndpoint, token: this.options.hubToken, signal };
-    const components: Record<string, string> = {};
-    const parts: Part[] = PARTS.map((component) => {
-      const name: ComponentName = component === 'transformer' ? (id === 'framepack' ? 'transformer-original' : 'transformer-f1') : HUB_NAMES[component];
-      components[component] = name;
-      const spec = hubComponent(name);
-      const download = () => hubDownload(name, hub);
-      const where = download().where;
-      return {
-        component, folder: name, storeId: `hf/${name}`, fingerprint: where, where,
-        weightsFile: spec.weights, configFile: spec.config, extraFiles: spec.files,
-        source: () => download().folder,
-      };
+    return hubModelPlan(id as HubModelId, { endpoint: this.options.hubEndpoint, token: this.options.hubToken, signal });
+  }
+
+  private packBase(): string {
+    const url = this.options.packUrl!;
+    return new URL(url.endsWith('/') ? url : `${url}/`, pageUrl()).href;
+  }
+
+  /** The pack's manifest as stored (read without the network), or undefined. */
+  private async storedPackManifest(): Promise<PackManifest | undefined> {
+    if (!this.options.packUrl) return undefined;
+    const record = await this.store.getModel(PACK_MANIFEST_ID);
+    if (!(record?.complete && record.fingerprint === packFingerprint(this.packBase()) && record.pack === PACK_VERSION)) return undefined;
+    const folder = await storedFolderSource(this.store, PACK_MANIFEST_ID, { weightsFile: null, config: false, where: this.packBase(), requirePack: true });
+    const src = await folder(PACK_MANIFEST);
+    return parsePackManifest(JSON.parse(new TextDecoder().decode(await src.read(0, await src.size()))), this.packBase());
+  }
+
+  /** The pack's manifest, fetched and stored on first use (so the page works offline once the pack is stored). */
+  private async packManifest(signal: AbortSignal): Promise<PackManifest> {
+    const stored = await this.storedPackManifest();
+    if (stored) return stored;
+    const base = this.packBase();
+    const folder = httpFolderSource(base, { signal });
+    // Checked before anything is stored: a pack of another version is refused with PackVersionError.
+    const src = await folder(PACK_MANIFEST);
+    parsePackManifest(JSON.parse(new TextDecoder().decode(await src.read(0, await src.size()))), base);
+    await downloadCheckpoint({
+      folder, where: base, weightsFile: null, configFile: null, extraFiles: [PACK_MANIFEST],
+      store: this.store, model: PACK_MANIFEST_ID, fingerprint: packFingerprint(base), convert: passThrough, pack: PACK_VERSION, signal,
     });
-    const packageJson = { name: id === 'framepack' ? 'FramePack' : 'FramePack-F1', description: 'lllyasviel/FramePack on HunyuanVideo', components };
-    return { packageJson, packagePart: null, parts };
+    return (await this.storedPackManifest())!;
   }
 
   private async tinyPlan(signal: AbortSignal): Promise<ModelPlan> {
-    const base = new URL(this.options.tinyModelUrl.endsWith('/') ? this.options.tinyModelUrl : `${this.options.tinyModelUrl}/`, self.location.href).href;
-    // The cache is keyed by where the model came from and by which model this build ships, so a regenerated tiny
-    // model replaces the stored copy even at the same URL.
+    const base = new URL(this.options.tinyModelUrl.endsWith('/') ? this.options.tinyModelUrl : `${this.options.tinyModelUrl}/`, pageUrl()).href;
+    // The store is keyed by where the model came from, by which model this build ships (so a regenerated tiny model
+    // replaces the stored copy even at the same URL) and by the stored format's version.
     const version = typeof __TINY_MODEL_HASH__ === 'string' ? __TINY_MODEL_HASH__ : 'unversioned';
-    const fingerprintOf = (url: string) => `${url}#${version}`;
-    const packageId = 'tiny/framepack.json';
-    let record = await this.store.getModel(packageId);
-    if (!(record?.complete && record.fingerprint === fingerprintOf(base))) {
+    const fingerprintOf = (url: string) => packFingerprint(`${url}#${version}`);
+    const record = await this.store.getModel(TINY_PACKAGE);
+    const packagePart: PartSpec = {
+      component: 'feature_extractor', folder: '', storeId: TINY_PACKAGE, fingerprint: fingerprintOf(base), where: base,
+      weightsFile: null, configFile: null, extraFiles: ['framepack.json'], source: () => httpFolderSource(base, { signal }),
+    };
+    if (!partReady(record, packagePart)) {
       await downloadCheckpoint({
-        folder: httpFolderSource(base, { signal }), where: base, weightsFile: null, configFile: null, extraFiles: ['framepack.json'],
-        store: this.store, model: packageId, fingerprint: fingerprintOf(base), convert: identity, signal,
+        folder: packagePart.source(), where: base, weightsFile: null, configFile: null, extraFiles: ['framepack.json'],
+        store: this.store, model: TINY_PACKAGE, fingerprint: packagePart.fingerprint, convert: passThrough, pack: PACK_VERSION, signal,
       });
-      record = await this.store.getModel(packageId);
     }
-    const folder = await storedFolderSource(this.store, packageId, { weightsFile: null, config: false, where: base });
+    const folder = await storedFolderSource(this.store, TINY_PACKAGE, { weightsFile: null, config: false, where: base, requirePack: true });
     const src = await folder('framepack.json');
     const packageJson = JSON.parse(new TextDecoder().decode(await src.read(0, await src.size()))) as Record<string, unknown>;
     const components = packageJson.components as Record<Component, string>;
-    const parts: Part[] = PARTS.map((component) => {
+    const parts: PartSpec[] = PARTS.map((component) => {
       const spec = hubComponent(HUB_NAMES[component]);
       const url = new URL(`${components[component].replace(/\/$/, '')}/`, base).href;
       return {
@@ -309,6 +324,11 @@ export class BrowserFramePack implements FramePackApi {
         source: () => httpFolderSource(url, { signal }),
       };
     });
-    return { packageJson, packagePart: { storeId: packageId, fingerprint: fingerprintOf(base), url: base }, parts };
+    return { packageJson, parts };
   }
+}
+
+/** The page's (or worker's) address, the base of relative model URLs; none in Node, where the URLs are absolute. */
+function pageUrl(): string | undefined {
+  return typeof self !== 'undefined' && self.location ? self.location.href : undefined;
 }

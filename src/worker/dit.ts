@@ -100,7 +100,7 @@ export interface DiTRunnerOptions {
   provider: ExecutionProvider;
   /** Activation dtype; 'float16' needs shader-f16 on WebGPU. */
   dtype?: 'float32' | 'float16';
-  /** 4-bit block and token-refiner linears (see DiTGraphOptions.quantized). */
+  /** 4-bit block linears (see DiTGraphOptions.quantized; the token refiner stays in the activation dtype). */
   quantized?: boolean;
   /**
    * Where the weights live (resident within a budget, the rest streamed); the caller owns it. Absent: all resident

@@ -37,8 +37,10 @@ export interface RuntimeChoice {
   transformerBudgetBytes: number;
   /** The transformer's kernel path on WebGPU: 'auto' (the device's best), or forced for benches and comparisons. */
   kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
-  /** The device ORT shares (for residency); null on the wasm EP. */
+  /** The device ORT shares (for residency and the VAE's kernels); null on the wasm EP. */
   device: GPUDevice | null;
+  /** GPU bytes the VAE may use, which picks its spatial tiles (worker/vae.ts); default 6 GB (diffusers' tiles at 640). */
+  vaeBudgetBytes?: number;
   maxStorageBufferBindingSize: number;
 }
 
@@ -149,7 +151,10 @@ export async function runJob(
 
   // 3. VAE encode of the start (and end) frame: the posterior mean × scaling factor (§4.3).
   onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
-  const vae = await createVae(await openComponent(model, 'vae'), { provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize });
+  const vae = await createVae(await openComponent(model, 'vae'), {
+    provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize,
+    device: runtime.device ?? undefined, memoryBudgetBytes: runtime.vaeBudgetBytes,
+  });
   const dit = await createDiT(await openComponent(model, 'transformer'), {
     provider: runtime.provider,
     dtype: runtime.dtype,

@@ -4,6 +4,7 @@
 
 import type { PreviewImage } from '../pipeline/latentPreview.ts';
 import type { GpuCapabilities } from '../runtime/device.ts';
+import type { SpeedProbeResult } from '../runtime/speedProbe.ts';
 import type { JobEvent, JobSettings } from './engine.ts';
 
 /** Which model a job uses: the bundled tiny demo, or the real FramePack checkpoints. */
@@ -21,6 +22,17 @@ export interface CapabilityReport {
   videoCodec: string | null;
   /** Why there is no usable GPU (NoWebGPUError, NoAdapterError…), when there is none. */
   problem?: SerializedError;
+  /** The page's `?dtype=` override as the worker was configured with it; null: the adapter's best. */
+  dtypeOverride: 'float32' | 'float16' | null;
+  /**
+   * Why the tensor-core kernels (4-bit GEMM, attention) cannot run on this device (kernels' own checks: e.g. no
+   * 16×16×16 f16→f32 configuration), null when they can or when there is no GPU.
+   */
+  tensorCoreProblem: string | null;
+  /** The first-use 4-bit GEMM speed probe on the path a job takes here (runtime/speedProbe.ts); null without a GPU or when it failed. */
+  speedProbe: SpeedProbeResult | null;
+  /** Why the speed probe failed, when it did. */
+  speedProbeProblem?: string;
 }
 
 export interface ModelStatus {

@@ -4,7 +4,8 @@ import { expect, test } from '@playwright/test';
 
 test('the page reports the SwiftShader WebGPU adapter', async ({ page }) => {
   await page.goto('/');
-  await expect(page.getByTestId('capabilities')).toContainText('Largest single GPU buffer binding');
+  // The report waits for the first-use GEMM speed probe, seconds on SwiftShader (its kernel compiles).
+  await expect(page.getByTestId('capabilities')).toContainText('Largest single GPU buffer binding', { timeout: 60_000 });
   await expect(page.getByTestId('adapter')).toHaveText('swiftshader');
 });
 
