@@ -20,6 +20,7 @@ import {
 } from '../src/kernels/flashAttention.ts';
 import { f16ToF32, f32ToF16 } from '../src/weights/dtypes.ts';
 import { tensorError } from '../src/pipeline/tensorError.ts';
+import { attention as referenceAttention } from '../src/kernels/cpuReference.ts';
 import type { TiledAttentionShape } from '../src/kernels/flashAttentionPortable.ts';
 import { randomValues } from '../test/helpers/kernelData.ts';
 
@@ -67,37 +68,6 @@ const VARIANTS: Variant[] = [
 function option(name: string, fallback: string): string {
   const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
   return hit ? hit.slice(name.length + 3) : fallback;
-}
-
-/** softmax(q·kᵀ/√d)·v in float64 for the listed query rows; tensors [tokens, heads, d]. */
-function referenceRows(q: Float32Array, k: Float32Array, v: Float32Array, nk: number, heads: number, d: number, rows: number[]): Float64Array {
-  const out = new Float64Array(rows.length * heads * d);
-  const scores = new Float64Array(nk);
-  const acc = new Float64Array(d);
-  const scale = 1 / Math.sqrt(d);
-  rows.forEach((row, ri) => {
-    for (let h = 0; h < heads; h++) {
-      const qo = (row * heads + h) * d;
-      let max = -Infinity;
-      for (let j = 0; j < nk; j++) {
-        const ko = (j * heads + h) * d;
-        let dot = 0;
-        for (let i = 0; i < d; i++) dot += q[qo + i] * k[ko + i];
-        scores[j] = dot * scale;
-        if (scores[j] > max) max = scores[j];
-      }
-      let sum = 0;
-      acc.fill(0);
-      for (let j = 0; j < nk; j++) {
-        const p = Math.exp(scores[j] - max);
-        sum += p;
-        const vo = (j * heads + h) * d;
-        for (let i = 0; i < d; i++) acc[i] += p * v[vo + i];
-      }
-      for (let i = 0; i < d; i++) out[(ri * heads + h) * d + i] = acc[i] / sum;
-    }
-  });
-  return out;
 }
 
 async function main(): Promise<void> {
@@ -203,7 +173,7 @@ async function checkCases(device: GPUDevice, rowsVariants: SubgroupMatrixRows[])
       await readback.mapAsync(GPUMapMode.READ);
       const got = f16ToF32(new Uint16Array(readback.getMappedRange().slice(0)));
       readback.unmap();
-      const want = referenceRows(q, k16, v, c.nk, c.heads, d, Array.from({ length: c.nq }, (_, i) => i));
+      const want = referenceAttention(q, k16, v, c.nk, c.heads, d, Array.from({ length: c.nq }, (_, i) => i));
       const err = tensorError(got, want);
       console.log(`case rows=${rows} nq=${c.nq} nk=${c.nk} heads=${c.heads} ramp=${c.keyRamp}: rel err ${err.rel.toExponential(2)} ${err.rel <= 2e-3 ? 'ok' : 'FAIL'}`);
       for (const b of [qb, kb, vb, out, readback]) b.destroy();
@@ -293,7 +263,7 @@ async function timeVariant(device: GPUDevice, attention: FlashAttention, dtype: 
   const refKey = `${dtype}`;
   let want = referenceCache.get(refKey);
   if (!want) {
-    want = referenceRows(asSeen(q), asSeen(k), asSeen(v), n, heads, headDim, checkedRows);
+    want = referenceAttention(asSeen(q), asSeen(k), asSeen(v), n, heads, headDim, checkedRows);
     referenceCache.set(refKey, want);
   }
   const err = tensorError(got, want);

@@ -459,65 +459,12 @@ function convSource(dtype: VaeDtype, t: ConvTile, planar: boolean): string {
     e(`  }`);
   }
   const epilogue = lines.splice(0).join('\n');
-  const f16 = dtype === 'f16';
-  return /* wgsl */ `
-${f16 ? 'enable f16;' : ''}
-alias T = ${dtype};
-alias O = ${planar ? 'f32' : dtype};
-
-struct Params {
-  inT: u32, inH: u32, inW: u32, C: u32,
-  upT: u32, upS: u32, kt: u32, ks: u32,
-  st: u32, ss: u32, outT: u32, outH: u32,
-  outW: u32, N: u32, K: u32, mStart: u32,
-  mEnd: u32, tiLo: u32, xBase: u32, outBase: u32,
-  resBase: u32, flags: u32, rows: u32, upFrames: u32,
-  upHeight: u32, upWidth: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> w: array<T>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> affine: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> res: array<T>;
-@group(0) @binding(6) var<storage, read_write> out: array<O>;
-
-const BM = ${bm}u;
+  return /* wgsl */ `${header(dtype, planar, bm, bn, t.bk)}
 /** A tile row stride, padded by 4 so the staging stores (one k per invocation) fall in different banks. */
 const BMP = ${bm + 4}u;
-const BN = ${bn}u;
-const BK = ${t.bk}u;
-const FLAG_NORM = ${FLAG_NORM}u;
-const FLAG_SILU = ${FLAG_SILU}u;
-const FLAG_RESIDUAL = ${FLAG_RESIDUAL}u;
-const FLAG_PLANAR = ${FLAG_PLANAR}u;
-const FLAG_BIAS = ${FLAG_BIAS}u;
 
 var<workgroup> As: array<vec4<f32>, ${(t.bk * (bm + 4)) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(t.bk * bn) / 4}>;
-
-/** Output row m → frame (10 bits), row (11), column (11). */
-fn packRow(m: u32) -> u32 {
-  let xo = m % p.outW;
-  let r = m / p.outW;
-  let yo = r % p.outH;
-  let to = r / p.outH;
-  return (to << 22u) | (yo << 11u) | xo;
-}
-
-fn store(m: u32, n: u32, acc: f32) {
-  if (m >= p.mEnd || n >= p.N) { return; }
-  var v = acc;
-  if ((p.flags & FLAG_BIAS) != 0u) { v += bias[n]; }
-  if ((p.flags & FLAG_PLANAR) != 0u) {
-    out[n * p.rows + m] = O(v);
-    return;
-  }
-  let local = (m - p.mStart) * p.N + n;
-  if ((p.flags & FLAG_RESIDUAL) != 0u) { v += f32(res[p.resBase + local]); }
-  out[p.outBase + local] = O(v);
-}
 
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
