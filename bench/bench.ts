@@ -7,6 +7,8 @@
 // bench/torch_reference.py ran in the same invocation and its JSON is passed with --torch FILE) the PyTorch bf16
 // figures and the ratio.
 //
+// `npm run bench -- --job …` runs the whole-job bench instead (bench/job.ts).
+//
 // Usage (GPU machine, from a bundle): node bench.mjs [--image-tokens 17500] [--text-tokens 256] [--repeats 5]
 //   [--dtype float16|float32] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
 //   [--path auto|portable|subgroup-matrix] [--no-f16] [--profile]
@@ -35,6 +37,8 @@ import { trackGpuMemory } from '../src/runtime/gpuMemory.ts';
 import { blockNumerics, formatBlockNumerics } from './blockNumerics.ts';
 import { hardwareDawnFlags } from '../src/cli/nodeRuntime.ts';
 import { DispatchProfiler, setDispatchProfiler } from '../src/kernels/dispatch.ts';
+
+if (process.argv.includes('--job')) await import('./job.ts'); // it exits when done
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {

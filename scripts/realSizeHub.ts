@@ -201,7 +201,7 @@ export function realSizeFiles(root = process.cwd()): Map<string, HubFile> {
 }
 
 /** Elements [e0, e1) of a tensor, encoded in its dtype (little-endian, as safetensors stores them). */
-function tensorElements(t: HubTensor, e0: number, e1: number): Uint8Array {
+export function tensorElements(t: HubTensor, e0: number, e1: number): Uint8Array {
   const n = e1 - e0;
   const f32 = new Float32Array(n);
   // synthValue inlined: the hub generates tens of millions of values per second this way.

@@ -32,11 +32,14 @@ export async function nodeRuntime(options: {
   kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
   /** Leaves shader-f16 off on NVIDIA + Vulkan (as Chrome without its flag): the fp32 path. */
   noF16?: boolean;
+  /** Called once the WebGPU globals exist, before the device is made (benchmarks install their memory counter here). */
+  beforeDevice?: () => void;
 }): Promise<{ runtime: RuntimeChoice; gpu: GpuContext | null }> {
   let ctx: GpuContext | null = null;
   if (options.provider === 'webgpu') {
     const hardware = options.gpu === 'hardware' || (options.gpu === 'auto' && (!!process.env.VK_DRIVER_FILES || existsSync(NVIDIA_ICD)));
     const gpu = nodeGpu({ software: !hardware, dawnFlags: hardware ? hardwareDawnFlags(options.kernelPath ?? 'auto', options.noF16 ?? false) : [] });
+    options.beforeDevice?.();
     ctx = await requestGpu(gpu);
     (globalThis as { navigator?: { gpu?: GPU } }).navigator ??= {};
     (globalThis as unknown as { navigator: { gpu?: GPU } }).navigator.gpu ??= gpu;

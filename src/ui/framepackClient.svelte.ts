@@ -276,6 +276,10 @@ export class FramePackClient {
       case 'transformer':
         this.#transformer = e.report;
         break;
+      case 'timing':
+        // Stage times go to the console, where a speed report can be copied from.
+        console.info(`FramePack ${e.what}: ${(e.ms / 1000).toFixed(2)} s`);
+        break;
       case 'video':
         this.#now = performance.now();
         this.#sectionTimes.push(this.#now);

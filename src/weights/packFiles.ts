@@ -28,7 +28,7 @@ export interface PackPartSpec {
 }
 
 /** A safetensors header for `tensors` laid out back to back, padded to 8 bytes as the format's writers do. */
-function safetensorsHeader(tensors: StoredTensor[]): Uint8Array {
+export function safetensorsHeader(tensors: Pick<StoredTensor, 'name' | 'dtype' | 'shape' | 'byteLength'>[]): Uint8Array {
   const json: Record<string, unknown> = { __metadata__: { [PACK_METADATA_KEY]: String(PACK_VERSION) } };
   let at = 0;
   for (const t of tensors) {

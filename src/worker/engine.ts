@@ -52,7 +52,20 @@ export type JobEvent =
   | { type: 'step'; section: number; sections: number; step: number; steps: number; etaMs: number | null; preview: PreviewImage }
   | { type: 'section'; section: number; sections: number; frames: number; seconds: number }
   /** How the transformer ran so far (after every section): its blocks' executor and kernels, and what it dispatched. */
-  | { type: 'transformer'; report: TransformerReport };
+  | { type: 'transformer'; report: TransformerReport }
+  /** A stage's wall time, sent as it ends (benchmarks and the console; the page's progress comes from the others). */
+  | { type: 'timing'; what: TimedStage; ms: number };
+
+/** The stages runJob times: each text encoder per prompt, SigLIP, loading the VAE and the transformer, the encode, each decode. */
+export type TimedStage = 'llama' | 'clip' | 'siglip' | 'load' | 'vae-encode' | 'decode';
+
+/** Runs `work` and reports its wall time as a timing event. */
+async function timed<T>(what: TimedStage, onEvent: (e: JobEvent) => void, work: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  const out = await work();
+  onEvent({ type: 'timing', what, ms: performance.now() - t0 });
+  return out;
+}
 
 export interface TransformerReport {
   executor: 'webgpu' | 'cpu';
@@ -80,29 +93,32 @@ export interface JobResult {
 }
 
 /** Text encodings the DiT needs, for one prompt. */
-async function encodePrompt(model: ModelSource, prompt: string, runtime: RuntimeChoice): Promise<Omit<Conditioning, 'imageEmbeddings'>> {
+async function encodePrompt(model: ModelSource, prompt: string, runtime: RuntimeChoice, onEvent: (e: JobEvent) => void): Promise<Omit<Conditioning, 'imageEmbeddings'>> {
   const pkg = model.package;
   const tokenizer = LlamaTokenizer.fromTokenizerJson(JSON.parse(await readText(await componentFolder(model, 'tokenizer')('tokenizer.json'))));
   const tokens = encodeLlamaPrompt(tokenizer, prompt, 256, pkg.llamaCropStart);
-  const llama = await createLlamaTextEncoder(await openComponent(model, 'text_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: runtime.quantized });
-  let textStates: Tensor;
-  try {
-    const out = await llama.run(tokens.ids);
-    const [, n, d] = out.hiddenStatesM3.shape;
-    // Keep the states after the crop: the prompt's tokens (and its closing <|eot_id|>).
-    textStates = { data: out.hiddenStatesM3.data.slice(tokens.cropStart * d, n * d), shape: [1, n - tokens.cropStart, d] };
-  } finally {
-    await llama.release();
-  }
+  const textStates = await timed('llama', onEvent, async (): Promise<Tensor> => {
+    const llama = await createLlamaTextEncoder(await openComponent(model, 'text_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: runtime.quantized });
+    try {
+      const out = await llama.run(tokens.ids);
+      const [, n, d] = out.hiddenStatesM3.shape;
+      // Keep the states after the crop: the prompt's tokens (and its closing <|eot_id|>).
+      return { data: out.hiddenStatesM3.data.slice(tokens.cropStart * d, n * d), shape: [1, n - tokens.cropStart, d] };
+    } finally {
+      await llama.release();
+    }
+  });
   const clipFolder = componentFolder(model, 'tokenizer_2');
   const clipTokenizer = ClipTokenizer.fromFiles(await readText(await clipFolder('vocab.json')), await readText(await clipFolder('merges.txt')));
-  const clip = await createClipTextEncoder(await openComponent(model, 'text_encoder_2'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
-  try {
-    const pooled = (await clip.run(clipTokenizer.encode(prompt))).pooled;
-    return { textStates, pooled };
-  } finally {
-    await clip.release();
-  }
+  const pooled = await timed('clip', onEvent, async () => {
+    const clip = await createClipTextEncoder(await openComponent(model, 'text_encoder_2'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
+    try {
+      return (await clip.run(clipTokenizer.encode(prompt))).pooled;
+    } finally {
+      await clip.release();
+    }
+  });
+  return { textStates, pooled };
 }
 
 /**
@@ -128,29 +144,30 @@ export async function runJob(
 
   // 1. Text: Llama and CLIP, released before the image networks load.
   onEvent({ type: 'stage', stage: 'text', message: 'Text encoding …' });
-  const positive = await encodePrompt(model, s.prompt, runtime);
-  const negative = s.cfg !== 1 ? await encodePrompt(model, s.negativePrompt, runtime) : undefined;
+  const positive = await encodePrompt(model, s.prompt, runtime, onEvent);
+  const negative = s.cfg !== 1 ? await encodePrompt(model, s.negativePrompt, runtime, onEvent) : undefined;
   signal?.throwIfAborted();
 
   // 2. Image: bucket, PIL-exact resize, SigLIP (start and end averaged, as diffusers' FramePack does).
   onEvent({ type: 'stage', stage: 'image', message: 'CLIP Vision encoding …' });
   const start = resizeAndCenterCrop(input.image, width, height);
   const end = input.endImage ? resizeAndCenterCrop(input.endImage, width, height) : undefined;
-  const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
-  let imageEmbeddings: Tensor;
-  try {
-    imageEmbeddings = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));
-    if (end) {
+  const imageEmbeddings = await timed('siglip', onEvent, async (): Promise<Tensor> => {
+    const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
+    try {
+      const first = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));
+      if (!end) return first;
       const e = await siglip.run(siglipPixelValues(end, pkg.siglipImageSize));
-      imageEmbeddings = { data: imageEmbeddings.data.map((v, i) => Math.fround(Math.fround(v + e.data[i]) / 2)), shape: imageEmbeddings.shape };
+      return { data: first.data.map((v, i) => Math.fround(Math.fround(v + e.data[i]) / 2)), shape: first.shape };
+    } finally {
+      await siglip.release();
     }
-  } finally {
-    await siglip.release();
-  }
+  });
   signal?.throwIfAborted();
 
   // 3. VAE encode of the start (and end) frame: the posterior mean × scaling factor (§4.3).
   onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
+  const loadStart = performance.now();
   const vae = await createVae(await openComponent(model, 'vae'), {
     provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize,
     device: runtime.device ?? undefined, memoryBudgetBytes: runtime.vaeBudgetBytes,
@@ -162,9 +179,12 @@ export async function runJob(
     residency: runtime.device ? new WeightResidency(runtime.device, runtime.transformerBudgetBytes) : undefined,
     kernelPath: runtime.kernelPath,
   });
+  onEvent({ type: 'timing', what: 'load', ms: performance.now() - loadStart });
   try {
-    const startLatent = (await vae.encode(vaeInputPixels(start))).latent;
-    const endLatent = end ? (await vae.encode(vaeInputPixels(end))).latent : undefined;
+    const { startLatent, endLatent } = await timed('vae-encode', onEvent, async () => ({
+      startLatent: (await vae.encode(vaeInputPixels(start))).latent,
+      endLatent: end ? (await vae.encode(vaeInputPixels(end))).latent : undefined,
+    }));
     signal?.throwIfAborted();
 
     // 4. Sections: the transformer and the decoder alternate; frames reach the sink as they become final.
@@ -195,7 +215,7 @@ export async function runJob(
           }),
         decode: async (latents) => {
           onEvent({ type: 'stage', stage: 'decode', message: 'VAE decoding …' });
-          return vae.decodeLatents(latents);
+          return timed('decode', onEvent, () => vae.decodeLatents(latents));
         },
       },
       {
