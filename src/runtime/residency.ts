@@ -52,6 +52,11 @@ export class WeightResidency {
    */
   constructor(private readonly device: GPUDevice | null, private readonly budgetBytes: number = Infinity) {}
 
+  /** The GPU feeds of a block already resident (its host copy is then no longer needed), else undefined. */
+  residentFeeds(key: string): Record<string, OrtTensor> | undefined {
+    return this.resident.get(key);
+  }
+
   /** Feeds for one block's call. Throws GpuOutOfMemoryError when a buffer cannot be created. */
   feeds(block: HostBlock): Record<string, OrtTensor> {
     if (!this.device) {

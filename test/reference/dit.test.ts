@@ -357,6 +357,8 @@ describe('DiT forward, fp32 on WebGPU (SwiftShader): the plan on our kernels wit
     expect(dit.blocks.kernels).toEqual({ linear: 'float/portable', adaParams: 'float/portable', attention: 'portable' });
     const want = forwardDispatches(dit.config, dit.network.blocks);
     for (const key of ['linear', 'adaParams', 'attention', 'fused'] as const) expect(dit.blocks.dispatches[key] - before[key]).toBe(want[key]);
+    // Every weight is resident, so no host copy is left once uploaded.
+    expect(dit.hostCacheBytes()).toBe(0);
 
     // Weights streamed within a budget below the tiny transformer's block bytes: same output, bytes streamed stated.
     const { device } = await testGpu();
@@ -373,6 +375,8 @@ describe('DiT forward, fp32 on WebGPU (SwiftShader): the plan on our kernels wit
     expect(residency.stats.streamedBytes).toBeGreaterThan(0);
     expect(residency.stats.residentBytes).toBeLessThanOrEqual(blockBytes / 2);
     expect(tensorError(again.data, out.data).abs).toBe(0);
+    // The host keeps exactly the streamed blocks' copies (uploaded again each call), none of the resident ones.
+    expect(streamed.hostCacheBytes()).toBe(residency.stats.streamedBytes);
     residency.release();
   }, 600_000);
 });
