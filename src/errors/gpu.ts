@@ -26,7 +26,7 @@ export class NoAdapterError extends Error {
 export class DeviceLostError extends Error {
   override name = 'DeviceLostError';
   constructor(reason: string, message: string) {
-    super(`The GPU device was lost (${reason}: ${message}). Finished sections are kept; start again to continue.`);
+    super(`The GPU device was lost (${reason}${message ? `: ${message}` : ''}), most likely a GPU reset (Windows resets a GPU busy for 2 s) or a driver change. The sections finished before it are kept.`);
   }
 }
 

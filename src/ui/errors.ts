@@ -38,7 +38,7 @@ export function advice(e: Error): string {
   if (e instanceof NetworkError || (e instanceof HttpError && e.status >= 500)) return 'Press Generate again when the connection is back: the download continues from where it stopped.';
   if (e instanceof IntegrityError) return 'Delete the model in the "Models in this browser" panel, then press Generate to download it again.';
   if (e instanceof GpuOutOfMemoryError) return 'Pick a smaller size under Settings → Resolution, or a lower transformer memory budget, then press Generate.';
-  if (e instanceof DeviceLostError) return 'Reload the page to get a new GPU device; finished videos are in the gallery.';
+  if (e instanceof DeviceLostError) return 'The page has started over on a new GPU device: press Generate to try again. If it happens again, pick a smaller size under Settings → Resolution or close other GPU-heavy tabs.';
   if (e instanceof NoWebGPUError || e instanceof NoAdapterError) return 'You can still look at past results in the gallery.';
   return '';
 }

@@ -4,6 +4,7 @@
 // change the state, so a late event from an earlier job can never overwrite the current one.
 
 import { WorkerCrashedError } from '../errors/ui.ts';
+import { DeviceLostError } from '../errors/index.ts';
 import { proxy, wrap, type Remote } from 'comlink';
 import type { FramePackWorkerApi, WorkerOptions } from '../worker/framepackWorker.ts';
 import type { CapabilityReport, GenerateRequest, GenerateResult, LoadEvent, ModelId, ModelStatus, PreviewImage, WorkerEvent } from '../worker/protocol.ts';
@@ -38,8 +39,9 @@ export interface VideoSoFar {
 }
 
 export class FramePackClient {
-  readonly #worker: Worker;
-  readonly #api: Remote<FramePackWorkerApi>;
+  #worker!: Worker;
+  #api!: Remote<FramePackWorkerApi>;
+  readonly #options: WorkerOptions;
   #request = 0;
 
   #capabilities = $state<CapabilityReport | null>(null);
@@ -67,13 +69,19 @@ export class FramePackClient {
   #shape: { variant: 'original' | 'f1'; latentWindow: number } | null = null;
 
   constructor(options: WorkerOptions) {
+    this.#options = options;
+    this.#startWorker();
+  }
+
+  /** A new generation worker (at start, and after a lost GPU device: ORT's WebGPU EP cannot move to a new one). */
+  #startWorker(): void {
     this.#worker = new Worker(new URL('../worker/framepackWorker.ts', import.meta.url), { type: 'module', name: 'framepack' });
     this.#worker.addEventListener('error', (e) => {
       this.#error = new WorkerCrashedError(`The generation worker failed to start or crashed (${e.message || 'no details'}). Reload the page; if it keeps happening, the tab may be out of memory.`);
       this.#phase = 'idle';
     });
     this.#api = wrap<FramePackWorkerApi>(this.#worker);
-    void this.#api.configure(options);
+    void this.#api.configure(this.#options);
   }
 
   get capabilities() { return this.#capabilities; }
@@ -196,8 +204,13 @@ export class FramePackClient {
         : `Done: ${result.frames} frames at ${result.width}×${result.height} in ${(this.elapsedMs / 1000).toFixed(0)} s.`;
       return result;
     } catch (raw) {
+      const error = rebuildError(raw);
+      if (error instanceof DeviceLostError) {
+        this.#worker.terminate();
+        this.#startWorker();
+      }
       if (id === this.#request) {
-        this.#error = rebuildError(raw);
+        this.#error = error;
         this.#stageText = this.#video
           ? `Stopped by an error (see the message at the top); the ${this.#video.frames} frames finished before it are kept below.`
           : 'Stopped by an error (see the message at the top).';

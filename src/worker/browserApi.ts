@@ -82,6 +82,7 @@ export class BrowserFramePack implements FramePackApi {
     this.gpu ??= (async () => {
       const ctx = await requestGpu(typeof navigator === 'undefined' ? undefined : navigator.gpu);
       setupOrt({ device: ctx.device, wasmPaths: this.options.wasmPaths as string | undefined, threads: 1 });
+      // ORT's WebGPU EP stays bound to this device: after a loss the page starts a new worker (ui/framepackClient).
       return ctx;
     })();
     this.gpu.catch(() => { this.gpu = null; }); // a later call may try again (e.g. after a driver update)
@@ -203,6 +204,7 @@ export class BrowserFramePack implements FramePackApi {
         transformerBudgetBytes: request.transformerBudgetBytes,
         device: ctx.device,
         maxStorageBufferBindingSize: limit,
+        deviceLost: ctx.lost,
       };
       const latentWindow = settings.latentWindow ?? model.package.latentWindow;
       const video = VideoAssembler.withWebCodecs(settings.variant, latentWindow, { crf: request.crf });

@@ -17,6 +17,7 @@ import { distilledGuidanceValue, type ReferenceDtype } from '../pipeline/fmWrapp
 import { videoFramesAfter } from '../pipeline/frameCount.ts';
 import type { ExecutionProvider } from '../runtime/ort.ts';
 import { WeightResidency } from '../runtime/residency.ts';
+import type { DeviceLostError } from '../errors/gpu.ts';
 import { createLlamaTextEncoder, createClipTextEncoder } from './textEncoders.ts';
 import { createSiglipImageEncoder } from './imageEncoder.ts';
 import { createVae } from './vae.ts';
@@ -42,6 +43,8 @@ export interface RuntimeChoice {
   /** GPU bytes the VAE may use, which picks its spatial tiles (worker/vae.ts); default 6 GB (diffusers' tiles at 640). */
   vaeBudgetBytes?: number;
   maxStorageBufferBindingSize: number;
+  /** Settles when `device` is lost (runtime/device.ts GpuContext.lost): a job failing after that reports the loss. */
+  deviceLost?: Promise<DeviceLostError>;
 }
 
 export type JobStage = 'text' | 'image' | 'vae-encode' | 'sampling' | 'decode' | 'done';
@@ -123,9 +126,31 @@ async function encodePrompt(model: ModelSource, prompt: string, runtime: Runtime
 
 /**
  * Runs one job. Events report progress; frames go to `sink` as they become final, so a stopped job keeps every
- * finished section. Throws the signal's reason when aborted, and the runners' typed errors otherwise.
+ * finished section. Throws the signal's reason when aborted, DeviceLostError when the GPU device was lost during it
+ * (whatever the failing GPU call said), and the runners' typed errors otherwise.
  */
 export async function runJob(
+  model: ModelSource,
+  input: JobInput,
+  runtime: RuntimeChoice,
+  sink: FrameSink,
+  onEvent: (e: JobEvent) => void,
+  signal?: AbortSignal,
+): Promise<JobResult> {
+  try {
+    return await runStages(model, input, runtime, sink, onEvent, signal);
+  } catch (e) {
+    if (signal?.aborted || !runtime.deviceLost) throw e;
+    // A lost device fails the next GPU call with its own message; lost settles around the same time.
+    const lost = await Promise.race([runtime.deviceLost, new Promise<null>((done) => setTimeout(() => done(null), LOSS_GRACE_MS))]);
+    throw lost ?? e;
+  }
+}
+
+/** How long a failed job waits for the device's lost promise before reporting the failure as it is. */
+const LOSS_GRACE_MS = 250;
+
+async function runStages(
   model: ModelSource,
   input: JobInput,
   runtime: RuntimeChoice,
