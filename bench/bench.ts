@@ -37,15 +37,9 @@ import { trackGpuMemory } from '../src/runtime/gpuMemory.ts';
 import { blockNumerics, formatBlockNumerics } from './blockNumerics.ts';
 import { hardwareDawnFlags } from '../src/cli/nodeRuntime.ts';
 import { DispatchProfiler, setDispatchProfiler } from '../src/kernels/dispatch.ts';
+import { flag, opt } from './args.ts';
 
 if (process.argv.includes('--job')) await import('./job.ts'); // it exits when done
-
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const flag = (name: string) => args.includes(`--${name}`);
 
 const software = flag('software');
 const small = flag('small'); // a cut-down config for a smoke run on SwiftShader

@@ -23,13 +23,7 @@ import { trackGpuMemory, type GpuMemoryTracker } from '../src/runtime/gpuMemory.
 import { y4mSink } from '../src/cli/y4mSink.ts';
 import type { RgbImage } from '../src/pipeline/resize.ts';
 import { syntheticPack } from './syntheticPack.ts';
-
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const flag = (name: string) => args.includes(`--${name}`);
+import { flag, opt } from './args.ts';
 
 const PROMPT = 'The girl dances gracefully, with clear movements, full of charm.';
 
@@ -79,16 +73,15 @@ interface Stage {
 const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
 async function runOneJob() {
-  let tracker: GpuMemoryTracker | null = null;
+  let memory!: GpuMemoryTracker; // installed before the device exists, so it sees every buffer
   const variant = opt('variant', 'original') as JobSettings['variant'];
   const kernelPath = opt('path', 'auto') as 'auto' | 'portable' | 'subgroup-matrix';
   const budgetGb = opt('budget-gb', '');
   const { runtime, gpu } = await nodeRuntime({
     provider: 'webgpu', gpu: 'auto', quantized: true, kernelPath, noF16: flag('no-f16'),
     budgetBytes: budgetGb ? Number(budgetGb) * 2 ** 30 : undefined,
-    beforeDevice: () => void (tracker = trackGpuMemory()),
+    beforeDevice: () => void (memory = trackGpuMemory()),
   });
-  const memory = tracker as unknown as GpuMemoryTracker;
   const tokenizerFile = opt('llama-tokenizer', '');
   const pack = await syntheticPack(variant === 'f1' ? 'framepack-f1' : 'framepack', { llamaTokenizer: tokenizerFile ? readFileSync(tokenizerFile) : undefined });
   const settings: JobSettings = {

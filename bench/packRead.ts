@@ -7,9 +7,9 @@
 import { openComponent } from '../src/worker/modelPackage.ts';
 import { NETWORKS } from '../src/worker/storedFormats.ts';
 import { syntheticPack } from './syntheticPack.ts';
+import { opt } from './args.ts';
 
-const f1 = process.argv.includes('f1');
-const pack = await syntheticPack(f1 ? 'framepack-f1' : 'framepack');
+const pack = await syntheticPack(opt('variant', 'original') === 'f1' ? 'framepack-f1' : 'framepack');
 for (const component of NETWORKS) {
   const checkpoint = await openComponent(pack.model, component);
   const folder = pack.model.package.components[component];

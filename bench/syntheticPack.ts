@@ -25,7 +25,7 @@ import { hubModelPlan, HUB_NAMES, hubTransformer, modelSourceOf, type HubModelId
 import { NETWORKS, storedFormats, type NetworkComponent } from '../src/worker/storedFormats.ts';
 import type { ModelSource } from '../src/worker/modelPackage.ts';
 import type { FolderSource } from '../src/weights/checkpoint.ts';
-import { fnv1a32, realSizeFiles, tensorElements, type HubTensor } from '../scripts/realSizeHub.ts';
+import { fnv1a32, realSizeFiles, tensorElements, unitUniform, type HubTensor } from '../scripts/realSizeHub.ts';
 
 const Q4_BLOCK = 32;
 const NIBBLE_STD = Math.sqrt(224 / 12);
@@ -57,17 +57,6 @@ interface SynthTensor {
   begin: number;
 }
 
-/** fmix32 of (seed, i), as a uniform on [0, 1). */
-function uniform(seed: number, i: number): number {
-  let x = (seed ^ Math.imul(i, 0x9e3779b1)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return (x >>> 8) / 16777216;
-}
-
 /** fp16 values for one distribution, made once and shared by the tensors that have it (cheap to read: a copy). */
 const FLOAT_POOL = 2 ** 20;
 const floatPools = new Map<string, Uint16Array>();
@@ -79,7 +68,7 @@ function floatPool(kind: 'q4-scales' | 'float', offset: number, scale: number): 
     pool = new Uint16Array(FLOAT_POOL);
     if (kind === 'q4-scales') {
       const base = scale / NIBBLE_STD;
-      for (let j = 0; j < FLOAT_POOL; j++) pool[j] = f32ToF16Bits(base * (0.75 + 0.5 * uniform(0x5ca1e, j)));
+      for (let j = 0; j < FLOAT_POOL; j++) pool[j] = f32ToF16Bits(base * (0.75 + 0.5 * unitUniform(0x5ca1e, j)));
     } else {
       pool = new Uint16Array(tensorElements({ name: key, dtype: 'F16', shape: [FLOAT_POOL], begin: 0, end: 0, seed: fnv1a32(key), offset, scale }, 0, FLOAT_POOL).buffer);
     }

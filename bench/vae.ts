@@ -32,13 +32,7 @@ import type { LayerTiming } from '../src/worker/vaeWebgpu.ts';
 import { convOutputShape, convWeightToKN, createVaeConv, type ConvGeometry } from '../src/kernels/vaeConv.ts';
 import { causalConv3d } from '../src/kernels/cpuReferenceVae.ts';
 import { f16ToF32, f32ToF16 } from '../src/weights/dtypes.ts';
-
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const flag = (name: string) => args.includes(`--${name}`);
+import { flag, opt } from './args.ts';
 
 const software = flag('software');
 const small = flag('small');

@@ -83,16 +83,20 @@ export function valueRule(name: string, shape: number[]): { offset: number; scal
 
 const SQRT3 = Math.sqrt(3);
 
-/** Element `i` of a tensor, in float32 before rounding to its dtype. */
-export function synthValue(seed: number, i: number, offset: number, scale: number): number {
+/** The rule's uniform on [0, 1) for element `i` of the tensor with `seed`: fmix32(seed ⊕ imul(i, 0x9E3779B1)) >>> 8 over 2²⁴. */
+export function unitUniform(seed: number, i: number): number {
   let x = (seed ^ Math.imul(i, 0x9e3779b1)) >>> 0;
   x ^= x >>> 16;
   x = Math.imul(x, 0x85ebca6b);
   x ^= x >>> 13;
   x = Math.imul(x, 0xc2b2ae35);
   x ^= x >>> 16;
-  const u = (x >>> 8) / 16777216;
-  return Math.fround(offset + scale * SQRT3 * (2 * u - 1));
+  return (x >>> 8) / 16777216;
+}
+
+/** Element `i` of a tensor, in float32 before rounding to its dtype. */
+export function synthValue(seed: number, i: number, offset: number, scale: number): number {
+  return Math.fround(offset + scale * SQRT3 * (2 * unitUniform(seed, i) - 1));
 }
 
 const encoder = new TextEncoder();
@@ -204,7 +208,7 @@ export function realSizeFiles(root = process.cwd()): Map<string, HubFile> {
 export function tensorElements(t: HubTensor, e0: number, e1: number): Uint8Array {
   const n = e1 - e0;
   const f32 = new Float32Array(n);
-  // synthValue inlined: the hub generates tens of millions of values per second this way.
+  // unitUniform inlined: the hub generates tens of millions of values per second this way.
   const { seed, offset } = t;
   const k = t.scale * SQRT3;
   for (let j = 0; j < n; j++) {
