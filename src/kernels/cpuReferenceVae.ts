@@ -25,22 +25,12 @@ export function siluF64(v: number): number {
 
 /** GroupNorm (+ SiLU) of a channels-last [P, C] tensor, as torch.nn.GroupNorm with its affine. */
 export function groupNorm(x: ArrayLike<number>, positions: number, channels: number, groups: number, gamma: ArrayLike<number>, beta: ArrayLike<number>, eps: number, silu = false): Float64Array {
-  const cpg = channels / groups;
+  const affine = groupNormAffine(x, positions, channels, groups, gamma, beta, eps);
   const out = new Float64Array(positions * channels);
-  for (let g = 0; g < groups; g++) {
-    let mean = 0;
-    for (let p = 0; p < positions; p++) for (let j = 0; j < cpg; j++) mean += x[p * channels + g * cpg + j];
-    mean /= positions * cpg;
-    let variance = 0;
-    for (let p = 0; p < positions; p++) for (let j = 0; j < cpg; j++) variance += (x[p * channels + g * cpg + j] - mean) ** 2;
-    variance /= positions * cpg;
-    const inv = 1 / Math.sqrt(variance + eps);
-    for (let p = 0; p < positions; p++) {
-      for (let j = 0; j < cpg; j++) {
-        const c = g * cpg + j;
-        const v = (x[p * channels + c] - mean) * inv * gamma[c] + beta[c];
-        out[p * channels + c] = silu ? siluF64(v) : v;
-      }
+  for (let p = 0; p < positions; p++) {
+    for (let c = 0; c < channels; c++) {
+      const v = x[p * channels + c] * affine[2 * c] + affine[2 * c + 1];
+      out[p * channels + c] = silu ? siluF64(v) : v;
     }
   }
   return out;

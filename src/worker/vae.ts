@@ -333,25 +333,10 @@ export async function spatialTiledEncode(x: Tensor, encodeTile: (x: Tensor) => P
   const [, , , height, width] = x.shape;
   const tileLatent = Math.floor(tiling.sampleSize / spatialCompression);
   const strideLatent = Math.floor(tiling.sampleStride / spatialCompression);
-  const blend = tileLatent - strideLatent;
-  const rows: Tensor[][] = [];
-  for (let i = 0; i < height; i += tiling.sampleStride) {
-    const row: Tensor[] = [];
-    for (let j = 0; j < width; j += tiling.sampleStride) row.push(await encodeTile(sliceAxis(sliceAxis(x, 3, i, i + tiling.sampleSize), 4, j, j + tiling.sampleSize)));
-    rows.push(row);
-  }
-  const resultRows = rows.map((row, i) =>
-    concatAxis(
-      row.map((t, j) => {
-        if (i > 0) blendAxis(rows[i - 1][j], t, 3, blend);
-        if (j > 0) blendAxis(row[j - 1], t, 4, blend);
-        return sliceAxis(sliceAxis(t, 3, 0, strideLatent), 4, 0, strideLatent);
-      }),
-      4,
-    ),
-  );
-  const out = concatAxis(resultRows, 3);
-  return sliceAxis(sliceAxis(out, 3, 0, Math.floor(height / spatialCompression)), 4, 0, Math.floor(width / spatialCompression));
+  return blendedTiles(x, encodeTile, {
+    size: tiling.sampleSize, step: tiling.sampleStride, blend: tileLatent - strideLatent, keep: strideLatent,
+    outHeight: Math.floor(height / spatialCompression), outWidth: Math.floor(width / spatialCompression),
+  });
 }
 
 /**
@@ -476,27 +461,42 @@ export async function temporalTiledDecode(z: Tensor, decodeTile: (z: Tensor) => 
  */
 export async function spatialTiledDecode(z: Tensor, decodeTile: (z: Tensor) => Promise<Tensor>, tiling: VaeTiling, spatialCompression: number): Promise<Tensor> {
   const [, , , height, width] = z.shape;
-  const tile = Math.floor(tiling.sampleSize / spatialCompression);
-  const stride = Math.floor(tiling.sampleStride / spatialCompression);
-  const blend = tiling.sampleSize - tiling.sampleStride;
+  return blendedTiles(z, decodeTile, {
+    size: Math.floor(tiling.sampleSize / spatialCompression), step: Math.floor(tiling.sampleStride / spatialCompression),
+    blend: tiling.sampleSize - tiling.sampleStride, keep: tiling.sampleStride,
+    outHeight: height * spatialCompression, outWidth: width * spatialCompression,
+  });
+}
+
+/**
+ * The spatial tiling both of diffusers' directions share: input tiles of `size` every `step` in H and W, each run
+ * alone; each output tile blended in place with the (already blended) tile above, then the one to its left, over
+ * `blend` output pixels; the top-left `keep` × `keep` of every tile kept; the whole cropped to outHeight × outWidth.
+ */
+async function blendedTiles(
+  x: Tensor,
+  run: (tile: Tensor) => Promise<Tensor>,
+  g: { size: number; step: number; blend: number; keep: number; outHeight: number; outWidth: number },
+): Promise<Tensor> {
+  const [, , , height, width] = x.shape;
   const rows: Tensor[][] = [];
-  for (let i = 0; i < height; i += stride) {
+  for (let i = 0; i < height; i += g.step) {
     const row: Tensor[] = [];
-    for (let j = 0; j < width; j += stride) row.push(await decodeTile(sliceAxis(sliceAxis(z, 3, i, i + tile), 4, j, j + tile)));
+    for (let j = 0; j < width; j += g.step) row.push(await run(sliceAxis(sliceAxis(x, 3, i, i + g.size), 4, j, j + g.size)));
     rows.push(row);
   }
   const resultRows = rows.map((row, i) =>
     concatAxis(
       row.map((t, j) => {
-        if (i > 0) blendAxis(rows[i - 1][j], t, 3, blend);
-        if (j > 0) blendAxis(row[j - 1], t, 4, blend);
-        return sliceAxis(sliceAxis(t, 3, 0, tiling.sampleStride), 4, 0, tiling.sampleStride);
+        if (i > 0) blendAxis(rows[i - 1][j], t, 3, g.blend);
+        if (j > 0) blendAxis(row[j - 1], t, 4, g.blend);
+        return sliceAxis(sliceAxis(t, 3, 0, g.keep), 4, 0, g.keep);
       }),
       4,
     ),
   );
   const out = concatAxis(resultRows, 3);
-  return sliceAxis(sliceAxis(out, 3, 0, height * spatialCompression), 4, 0, width * spatialCompression);
+  return sliceAxis(sliceAxis(out, 3, 0, g.outHeight), 4, 0, g.outWidth);
 }
 
 export { decodedFrames };
