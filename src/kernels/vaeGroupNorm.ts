@@ -8,7 +8,7 @@
 
 import { VaeKernelConfigError, VaeKernelShapeError } from '../errors/kernels.ts';
 import { buildComputePipeline, cachedPipeline } from './kernelCache.ts';
-import { submitAndWait } from './dispatch.ts';
+import { submitAndWait, workgroupSumWgsl } from './dispatch.ts';
 import { DEFAULT_DISPATCH_BYTES, dtypeBytes, rangeBinding, recordVaeDispatches, vaeUniforms, wholeBinding, type VaeDispatch, type VaeDtype } from './vaeCommon.ts';
 
 export interface GroupNormShape {
@@ -226,20 +226,14 @@ struct Params { chunks: u32, C: u32, G: u32, count: u32, mode: u32, pad0: u32, p
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
 @group(0) @binding(5) var<storage, read_write> affine: array<vec2<f32>>;
 
-var<workgroup> sums: array<f32, ${THREADS}>;
+${workgroupSumWgsl(THREADS)}
 
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let g = wg.x;
   var acc = 0.0;
   for (var i = lid; i < p.chunks; i += ${THREADS}u) { acc += partials[i * p.G + g]; }
-  sums[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${THREADS / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { sums[lid] += sums[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = sums[0];
+  let total = workgroupSum(acc, lid);
   let n = f32(p.count);
   if (p.mode == 0u) {
     if (lid == 0u) { stats[g] = vec2<f32>(total / n, 0.0); }
