@@ -8,7 +8,8 @@
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { rmSync } from 'node:fs';
-import { DEFAULT_SETTINGS, runJob, type JobSettings } from '../worker/engine.ts';
+import { DEFAULT_SETTINGS, type JobSettings } from '../worker/engine.ts';
+import { runJobWithRecovery } from '../worker/jobRecovery.ts';
 import type { ModelSource } from '../worker/modelPackage.ts';
 import { hubModelPlan, packModelPlan } from '../worker/modelStore.ts';
 import { defaultCacheDir, directoryWeightStore, openLocalModel, openPack, packModelSource, pickPackModel, storedModel } from './modelSources.ts';
@@ -50,7 +51,8 @@ async function main(): Promise<number> {
     teacache: !o['no-teacache'],
     latentWindow: o.window !== undefined ? Number(o.window) : null,
   };
-  const { runtime, gpu } = await nodeRuntime({
+  // Each try opens a device: the first, and after a lost one a new one (worker/jobRecovery.ts).
+  const openRuntime = () => nodeRuntime({
     provider: (o.provider as ExecutionProvider) ?? 'webgpu',
     gpu: (o.gpu as GpuKind) ?? 'auto',
     dtype: o.dtype as 'float32' | 'float16' | undefined,
@@ -60,6 +62,7 @@ async function main(): Promise<number> {
     kernelPath: (o.path as 'auto' | 'portable' | 'subgroup-matrix' | undefined) ?? 'auto',
     noF16: !!o['no-f16'],
   });
+  const { runtime, gpu } = await openRuntime();
   const out = resolve(o.out ?? 'framepack.y4m');
   const y4mPath = out.endsWith('.mp4') ? `${out}.y4m` : out;
   const sink = y4mSink(y4mPath, model.package.fps);
@@ -69,12 +72,20 @@ async function main(): Promise<number> {
   console.error(`model ${model.package.name}, ${runtime.provider}${gpu ? ` (${gpu.capabilities.architecture || gpu.capabilities.vendor})` : ''} ${runtime.dtype}${runtime.quantized ? ' q4' : ''}`);
   let failure: unknown = null;
   try {
-    await runJob(model, { image: readImageFile(o.image), endImage: o['end-image'] ? readImageFile(o['end-image']) : undefined, settings }, runtime, sink, (e) => {
-      if (e.type === 'stage') console.error(e.message);
+    let first: typeof runtime | null = runtime;
+    await runJobWithRecovery(model, { image: readImageFile(o.image), endImage: o['end-image'] ? readImageFile(o['end-image']) : undefined, settings }, sink, (e) => {
+      if (e.type === 'stage' || e.type === 'recovery') console.error(e.message);
       else if (e.type === 'plan') console.error(`${e.sections} sections, ${e.frames} frames at ${e.width}×${e.height}, ${e.fps} fps`);
       else if (e.type === 'step') console.error(`  section ${e.section + 1}/${e.sections} step ${e.step}/${e.steps}${e.etaMs !== null ? `, ETA ${(e.etaMs / 1000).toFixed(0)} s` : ''}`);
       else if (e.type === 'section') console.error(`section ${e.section + 1}/${e.sections} done: ${e.frames} frames (${e.seconds.toFixed(2)} s)`);
-    }, controller.signal);
+    }, {
+      signal: controller.signal,
+      async openRuntime() {
+        const r = first ?? (await openRuntime()).runtime;
+        first = null;
+        return r;
+      },
+    });
   } catch (e) {
     failure = e;
   }

@@ -58,6 +58,7 @@ export async function nodeRuntime(options: {
       kernelPath: options.kernelPath ?? 'auto',
       device: ctx?.device ?? null,
       maxStorageBufferBindingSize: ctx?.capabilities.maxStorageBufferBindingSize ?? 2 ** 30,
+      deviceLost: ctx?.lost,
     },
   };
 }

@@ -56,3 +56,11 @@ export class JobBusyError extends Error {
 export class JobStopped extends Error {
   override name = 'JobStopped';
 }
+
+/** A saved job cannot be continued: its state is unreadable, of another format, or from other settings. */
+export class JobResumeError extends Error {
+  override name = 'JobResumeError';
+  constructor(why: string) {
+    super(`This interrupted job cannot be continued (${why}). Its finished part stays in the gallery; start the job again with Generate.`);
+  }
+}

@@ -30,6 +30,17 @@ export class DeviceLostError extends Error {
   }
 }
 
+/** The device was lost again after the job's recoveries (worker/jobRecovery.ts): what was kept, what to try. */
+export class RepeatedDeviceLossError extends DeviceLostError {
+  override name = 'RepeatedDeviceLossError';
+  constructor(losses: number, sectionsKept: number) {
+    super('', '');
+    this.message = `The GPU device was lost ${losses} times during this job, most likely GPU resets (Windows resets a GPU busy for 2 s) ` +
+      `or the driver, so the job stopped; the ${sectionsKept} finished section${sectionsKept === 1 ? ' is' : 's are'} kept. Try a smaller ` +
+      'resolution or memory budget, close other GPU-heavy tabs and programs, or update the graphics driver.';
+  }
+}
+
 /** A GPU buffer could not be allocated, or exceeds the device's per-buffer limit: choose a smaller size or budget. */
 export class GpuOutOfMemoryError extends Error {
   override name = 'GpuOutOfMemoryError';

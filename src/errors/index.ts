@@ -10,7 +10,7 @@ import {
   Q4GemvConfigError, Q4GemvShapeError, Q4MatmulConfigError, Q4MatmulShapeError, QkvHeadsConfigError, QkvHeadsShapeError,
   TeaCacheKernelError, VaeKernelConfigError, VaeKernelShapeError,
 } from './kernels.ts';
-import { DeviceLostError, GpuOutOfMemoryError, NoAdapterError, NoWebGPUError } from './gpu.ts';
+import { DeviceLostError, GpuOutOfMemoryError, NoAdapterError, NoWebGPUError, RepeatedDeviceLossError } from './gpu.ts';
 import {
   BucketError, DenoiserShapeError, FrameCountError, HistoryError, ImageSizeError, InvalidNoiseShapeError, InvalidSeedError,
   LatentPreviewError, NotRoundableError, PromptTemplateError, RopeTableError, SectionPlanError, SoftAppendError,
@@ -18,7 +18,7 @@ import {
 } from './pipeline.ts';
 import { ClipConfigError, DiTConfigError, LlamaConfigError, SiglipConfigError, VaeConfigError } from './models.ts';
 import {
-  DiTInputError, DiTKernelInputError, JobBusyError, JobStopped, ModelPackageError, PixelValuesShapeError,
+  DiTInputError, DiTKernelInputError, JobBusyError, JobResumeError, JobStopped, ModelPackageError, PixelValuesShapeError,
   TeaCacheResidualMissing, TokenIdsError, VaeInputError,
 } from './engine.ts';
 import {
@@ -44,7 +44,7 @@ export type ErrorClass = abstract new (...args: never[]) => Error;
 // `name` field, which the test checks.
 const classes = {
   // gpu.ts
-  NoWebGPUError, NoAdapterError, DeviceLostError, GpuOutOfMemoryError,
+  NoWebGPUError, NoAdapterError, DeviceLostError, RepeatedDeviceLossError, GpuOutOfMemoryError,
   // kernels.ts
   KernelCompileError, MatmulConfigError, MatmulShapeError, Q4MatmulConfigError, Q4MatmulShapeError, Q4GemvConfigError, Q4GemvShapeError,
   AttentionConfigError, AttentionShapeError, QkvHeadsConfigError, QkvHeadsShapeError, AdaNormConfigError, AdaNormShapeError,
@@ -57,7 +57,7 @@ const classes = {
   DiTConfigError, LlamaConfigError, ClipConfigError, SiglipConfigError, VaeConfigError,
   // engine.ts
   DiTInputError, TeaCacheResidualMissing, DiTKernelInputError, VaeInputError, PixelValuesShapeError, TokenIdsError,
-  ModelPackageError, JobBusyError, JobStopped,
+  ModelPackageError, JobBusyError, JobStopped, JobResumeError,
   // weights.ts
   CheckpointFileMissing, TensorMissing, HttpError, HttpFileNotFound, NetworkError, SafetensorsFormatError,
   IntegrityError, StoredModelError, QuotaError, PackVersionError, PackFormatError,

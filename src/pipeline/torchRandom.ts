@@ -25,6 +25,14 @@ const TWO_POW_M24 = 2 ** -24;
 const TWO_POW_M53 = 2 ** -53;
 const MAX_VALUES = 2 ** 31 - 1; // typed-array length limit in practice
 
+/** Where a generator is in its stream (torch's get_state): the twister's words, the next index and the cached normal. */
+export interface GeneratorPosition {
+  seed: bigint;
+  state: Uint32Array;
+  next: number;
+  cachedNormal: number | null;
+}
+
 export class TorchGenerator {
   /** The seed as torch stores it (uint64); only its low 32 bits reach the twister. */
   readonly seed: bigint;
@@ -107,6 +115,21 @@ export class TorchGenerator {
       for (let i = 0; i < count; i++) data[i] = this.nextDoubleNormal();
     }
     return { data, shape: [...shape] };
+  }
+
+  /** This generator's position, a copy: a job checkpoint stores it so a resumed job draws the same noise. */
+  position(): GeneratorPosition {
+    return { seed: this.seed, state: this.state.slice(), next: this.next, cachedNormal: this.cachedNormal };
+  }
+
+  /** A generator that continues exactly where `position` was taken. Throws InvalidSeedError on a malformed position. */
+  static at(position: GeneratorPosition): TorchGenerator {
+    const g = new TorchGenerator(position.seed);
+    if (position.state.length !== MT_N || !(position.next >= 0 && position.next <= MT_N)) throw new InvalidSeedError(position.seed);
+    g.state.set(position.state);
+    g.next = position.next;
+    g.cachedNormal = position.cachedNormal;
+    return g;
   }
 
   private fillFloatUniforms(out: Float32Array, offset: number, count: number): void {

@@ -27,16 +27,19 @@ export function sharedDevice(): GPUDevice | null {
   return shared;
 }
 
-/** Configures ORT once, before the first session. */
+/**
+ * Configures ORT once, before the first session. A later call only changes the device: ORT's native WebGPU EP takes
+ * it per session, so after a lost device the next sessions run on the new one (worker/jobRecovery.ts).
+ */
 export function setupOrt(setup: OrtSetup): void {
-  if (configured) return;
-  configured = true;
-  ort.env.wasm.numThreads = setup.threads ?? 1;
-  if (setup.wasmPaths) ort.env.wasm.wasmPaths = setup.wasmPaths;
   if (setup.device) {
     (ort.env.webgpu as unknown as { device: GPUDevice }).device = setup.device;
     shared = setup.device;
   }
+  if (configured) return;
+  configured = true;
+  ort.env.wasm.numThreads = setup.threads ?? 1;
+  if (setup.wasmPaths) ort.env.wasm.wasmPaths = setup.wasmPaths;
   ort.env.logLevel = 'error';
 }
 

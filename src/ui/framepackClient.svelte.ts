@@ -293,6 +293,11 @@ export class FramePackClient {
         // Stage times go to the console, where a speed report can be copied from.
         console.info(`FramePack ${e.what}: ${(e.ms / 1000).toFixed(2)} s`);
         break;
+      case 'recovery':
+        // The worker opened a new GPU device and goes on from the last finished section.
+        this.#stageText = e.message;
+        this.#sectionTimes = [];
+        break;
       case 'video':
         this.#now = performance.now();
         this.#sectionTimes.push(this.#now);

@@ -7,7 +7,8 @@
 // needs nothing from the worker itself, so tests can also use it in a page (or in Node, for the model methods).
 
 import { JobBusyError, JobStopped } from '../errors/engine.ts';
-import { runJob, type JobEvent, type JobSettings, type RuntimeChoice } from './engine.ts';
+import type { JobEvent, JobSettings, RuntimeChoice } from './engine.ts';
+import { runJobWithRecovery } from './jobRecovery.ts';
 import type { Component, ModelSource } from './modelPackage.ts';
 import type { FrameSink } from './framepackLoop.ts';
 import type { CapabilityReport, FramePackApi, GenerateRequest, GenerateResult, ModelId, ModelStatus, WorkerEvent } from './protocol.ts';
@@ -82,9 +83,11 @@ export class BrowserFramePack implements FramePackApi {
     this.gpu ??= (async () => {
       const ctx = await requestGpu(typeof navigator === 'undefined' ? undefined : navigator.gpu);
       setupOrt({ device: ctx.device, wasmPaths: this.options.wasmPaths as string | undefined, threads: 1 });
-      // ORT's WebGPU EP stays bound to this device: after a loss the page starts a new worker (ui/framepackClient).
+      // A lost device is replaced on the next call (ORT takes the new one for its next sessions).
+      void ctx.lost.then(() => { if (this.gpu === context) this.gpu = null; });
       return ctx;
     })();
+    const context = this.gpu;
     this.gpu.catch(() => { this.gpu = null; }); // a later call may try again (e.g. after a driver update)
     return this.gpu;
   }
@@ -191,20 +194,23 @@ export class BrowserFramePack implements FramePackApi {
     let last: { blob: Blob; frames: number } | null = null;
     let size = { width: 0, height: 0 };
     try {
-      const ctx = await this.gpuContext(); // first: no download for a browser that could not run the job
+      await this.gpuContext(); // first: no download for a browser that could not run the job
       const model = await this.prepareModel(request.model, emit, signal);
       signal.throwIfAborted();
       const settings: JobSettings = { ...request.settings, variant: request.model === 'framepack-f1' ? 'f1' : request.model === 'framepack' ? 'original' : request.settings.variant };
-      const limit = Math.min(ctx.capabilities.maxStorageBufferBindingSize, this.options.maxGpuBufferBytes ?? Infinity);
-      const runtime: RuntimeChoice = {
-        provider: 'webgpu',
-        dtype: this.options.dtype ?? (ctx.capabilities.shaderF16 ? 'float16' : 'float32'),
-        // The tiny model runs the users' path too: 4-bit weights through the block plans on our kernels.
-        quantized: true,
-        transformerBudgetBytes: request.transformerBudgetBytes,
-        device: ctx.device,
-        maxStorageBufferBindingSize: limit,
-        deviceLost: ctx.lost,
+      const openRuntime = async (): Promise<RuntimeChoice> => {
+        const ctx = await this.gpuContext();
+        const limit = Math.min(ctx.capabilities.maxStorageBufferBindingSize, this.options.maxGpuBufferBytes ?? Infinity);
+        return {
+          provider: 'webgpu',
+          dtype: this.options.dtype ?? (ctx.capabilities.shaderF16 ? 'float16' : 'float32'),
+          // The tiny model runs the users' path too: 4-bit weights through the block plans on our kernels.
+          quantized: true,
+          transformerBudgetBytes: request.transformerBudgetBytes,
+          device: ctx.device,
+          maxStorageBufferBindingSize: limit,
+          deviceLost: ctx.lost,
+        };
       };
       const latentWindow = settings.latentWindow ?? model.package.latentWindow;
       const video = VideoAssembler.withWebCodecs(settings.variant, latentWindow, { crf: request.crf });
@@ -221,7 +227,7 @@ export class BrowserFramePack implements FramePackApi {
         if (e.type === 'plan') size = { width: e.width, height: e.height };
         emit(e);
       };
-      const result = await runJob(model, { image: request.image, endImage: request.endImage, settings }, runtime, sink, onJobEvent, signal);
+      const result = await runJobWithRecovery(model, { image: request.image, endImage: request.endImage, settings }, sink, onJobEvent, { signal, openRuntime });
       const done = last as { blob: Blob; frames: number } | null;
       return { mp4: done?.blob ?? null, frames: done?.frames ?? 0, width: result.width, height: result.height, stopped: false };
     } catch (e) {

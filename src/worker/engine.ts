@@ -18,12 +18,13 @@ import { videoFramesAfter } from '../pipeline/frameCount.ts';
 import type { ExecutionProvider } from '../runtime/ort.ts';
 import { WeightResidency } from '../runtime/residency.ts';
 import type { DeviceLostError } from '../errors/gpu.ts';
+import { JobResumeError } from '../errors/engine.ts';
 import { createLlamaTextEncoder, createClipTextEncoder } from './textEncoders.ts';
 import { createSiglipImageEncoder } from './imageEncoder.ts';
 import { createVae } from './vae.ts';
 import { createDiT } from './dit.ts';
 import { sectionVelocityModel, type Conditioning } from './ditSection.ts';
-import { runFramePackLoop, type FrameSink } from './framepackLoop.ts';
+import { runFramePackLoop, type FrameSink, type LoopState } from './framepackLoop.ts';
 import { componentFolder, openComponent, readText, type ModelSource } from './modelPackage.ts';
 
 // The settings and their defaults live in pipeline/ so the page can use them without importing this engine.
@@ -57,7 +58,9 @@ export type JobEvent =
   /** How the transformer ran so far (after every section): its blocks' executor and kernels, and what it dispatched. */
   | { type: 'transformer'; report: TransformerReport }
   /** A stage's wall time, sent as it ends (benchmarks and the console; the page's progress comes from the others). */
-  | { type: 'timing'; what: TimedStage; ms: number };
+  | { type: 'timing'; what: TimedStage; ms: number }
+  /** The GPU device was lost and the job goes on from its last finished section on a new one (worker/jobRecovery.ts). */
+  | { type: 'recovery'; attempt: number; attempts: number; fromSection: number; message: string };
 
 /** The stages runJob times: each text encoder per prompt, SigLIP, loading the VAE and the transformer, the encode, each decode. */
 export type TimedStage = 'llama' | 'clip' | 'siglip' | 'load' | 'vae-encode' | 'decode';
@@ -95,6 +98,36 @@ export interface JobResult {
   height: number;
 }
 
+/** What the stages before sampling produce: all a job's sections need besides the networks and the loop's state. */
+export interface JobConditioning {
+  width: number;
+  height: number;
+  positive: Omit<Conditioning, 'imageEmbeddings'>;
+  negative?: Omit<Conditioning, 'imageEmbeddings'>;
+  imageEmbeddings: Tensor;
+  startLatent: Tensor;
+  endLatent?: Tensor;
+}
+
+/**
+ * A job between two of its stages: the settings it runs with, the encoders' results, and the loop's state after
+ * its last finished section (null before the first). runJob hands one out after the encoders and after every
+ * section; a job started from one skips what it holds (worker/jobState.ts stores them).
+ */
+export interface JobCheckpoint {
+  settings: JobSettings;
+  conditioning: JobConditioning;
+  loop: LoopState | null;
+}
+
+export interface JobOptions {
+  signal?: AbortSignal;
+  /** Go on from this checkpoint (its settings must be the input's): no encoder runs, no finished section again. */
+  resume?: JobCheckpoint;
+  /** Called with each new checkpoint; the job waits for it (a store that must not fall behind). */
+  onCheckpoint?(checkpoint: JobCheckpoint): void | Promise<void>;
+}
+
 /** Text encodings the DiT needs, for one prompt. */
 async function encodePrompt(model: ModelSource, prompt: string, runtime: RuntimeChoice, onEvent: (e: JobEvent) => void): Promise<Omit<Conditioning, 'imageEmbeddings'>> {
   const pkg = model.package;
@@ -127,7 +160,8 @@ async function encodePrompt(model: ModelSource, prompt: string, runtime: Runtime
 /**
  * Runs one job. Events report progress; frames go to `sink` as they become final, so a stopped job keeps every
  * finished section. Throws the signal's reason when aborted, DeviceLostError when the GPU device was lost during it
- * (whatever the failing GPU call said), and the runners' typed errors otherwise.
+ * (whatever the failing GPU call said), JobResumeError for a checkpoint of other settings, and the runners' typed
+ * errors otherwise.
  */
 export async function runJob(
   model: ModelSource,
@@ -135,10 +169,12 @@ export async function runJob(
   runtime: RuntimeChoice,
   sink: FrameSink,
   onEvent: (e: JobEvent) => void,
-  signal?: AbortSignal,
+  options: JobOptions = {},
 ): Promise<JobResult> {
+  const { signal } = options;
+  if (options.resume && !sameSettings(options.resume.settings, input.settings)) throw new JobResumeError('its settings differ from this job\'s');
   try {
-    return await runStages(model, input, runtime, sink, onEvent, signal);
+    return await runStages(model, input, runtime, sink, onEvent, options);
   } catch (e) {
     if (signal?.aborted || !runtime.deviceLost) throw e;
     // A lost device fails the next GPU call with its own message; lost settles around the same time.
@@ -150,48 +186,34 @@ export async function runJob(
 /** How long a failed job waits for the device's lost promise before reporting the failure as it is. */
 const LOSS_GRACE_MS = 250;
 
+/** Settings compared as stored (JSON), so a checkpoint read back from disk or IndexedDB compares equal. */
+function sameSettings(a: JobSettings, b: JobSettings): boolean {
+  const canonical = (x: JobSettings) => JSON.stringify(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : 1)));
+  return canonical(a) === canonical(b);
+}
+
 async function runStages(
   model: ModelSource,
   input: JobInput,
   runtime: RuntimeChoice,
   sink: FrameSink,
   onEvent: (e: JobEvent) => void,
-  signal?: AbortSignal,
+  options: JobOptions,
 ): Promise<JobResult> {
+  const { signal, resume } = options;
   const pkg = model.package;
   const s = input.settings;
   const latentWindow = s.latentWindow ?? pkg.latentWindow;
   const sections = sectionCount(s.seconds, latentWindow, pkg.fps);
-  const bucket = s.bucket ?? findNearestBucket(input.image.height, input.image.width, pkg.buckets);
-  const { width, height } = bucket;
+  const { width, height } = resume?.conditioning ?? s.bucket ?? findNearestBucket(input.image.height, input.image.width, pkg.buckets);
   onEvent({ type: 'plan', sections, frames: videoFramesAfter(s.variant, sections, sections, latentWindow), width, height, fps: pkg.fps });
   const referenceDtype: ReferenceDtype = runtime.dtype === 'float16' ? 'bfloat16' : 'float32';
 
-  // 1. Text: Llama and CLIP, released before the image networks load.
-  onEvent({ type: 'stage', stage: 'text', message: 'Text encoding …' });
-  const positive = await encodePrompt(model, s.prompt, runtime, onEvent);
-  const negative = s.cfg !== 1 ? await encodePrompt(model, s.negativePrompt, runtime, onEvent) : undefined;
-  signal?.throwIfAborted();
+  // 1–2. Text and image encoders, each released before the next network loads (skipped when resuming).
+  const encoded = resume ? null : await encodeTextAndImage(model, input, width, height, runtime, onEvent, signal);
 
-  // 2. Image: bucket, PIL-exact resize, SigLIP (start and end averaged, as diffusers' FramePack does).
-  onEvent({ type: 'stage', stage: 'image', message: 'CLIP Vision encoding …' });
-  const start = resizeAndCenterCrop(input.image, width, height);
-  const end = input.endImage ? resizeAndCenterCrop(input.endImage, width, height) : undefined;
-  const imageEmbeddings = await timed('siglip', onEvent, async (): Promise<Tensor> => {
-    const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
-    try {
-      const first = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));
-      if (!end) return first;
-      const e = await siglip.run(siglipPixelValues(end, pkg.siglipImageSize));
-      return { data: first.data.map((v, i) => Math.fround(Math.fround(v + e.data[i]) / 2)), shape: first.shape };
-    } finally {
-      await siglip.release();
-    }
-  });
-  signal?.throwIfAborted();
-
-  // 3. VAE encode of the start (and end) frame: the posterior mean × scaling factor (§4.3).
-  onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
+  // 3. The VAE and the transformer stay loaded for the sections; the VAE first encodes the start (and end) frame.
+  if (!resume) onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
   const loadStart = performance.now();
   const vae = await createVae(await openComponent(model, 'vae'), {
     provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize,
@@ -206,19 +228,28 @@ async function runStages(
   });
   onEvent({ type: 'timing', what: 'load', ms: performance.now() - loadStart });
   try {
-    const { startLatent, endLatent } = await timed('vae-encode', onEvent, async () => ({
-      startLatent: (await vae.encode(vaeInputPixels(start))).latent,
-      endLatent: end ? (await vae.encode(vaeInputPixels(end))).latent : undefined,
-    }));
-    signal?.throwIfAborted();
+    let conditioning: JobConditioning;
+    if (resume) {
+      conditioning = resume.conditioning;
+    } else {
+      const { start, end, ...rest } = encoded!;
+      // The posterior mean × scaling factor (§4.3).
+      const latents = await timed('vae-encode', onEvent, async () => ({
+        startLatent: (await vae.encode(vaeInputPixels(start))).latent,
+        endLatent: end ? (await vae.encode(vaeInputPixels(end))).latent : undefined,
+      }));
+      conditioning = { width, height, ...rest, ...latents };
+      signal?.throwIfAborted();
+      await options.onCheckpoint?.({ settings: s, conditioning, loop: null });
+    }
+    const { positive, negative, imageEmbeddings, startLatent, endLatent } = conditioning;
 
     // 4. Sections: the transformer and the decoder alternate; frames reach the sink as they become final.
-    onEvent({ type: 'stage', stage: 'sampling', message: 'Start sampling …' });
+    onEvent({ type: 'stage', stage: 'sampling', message: resume?.loop ? `Going on from section ${resume.loop.sectionsDone + 1} …` : 'Start sampling …' });
     const guidance = distilledGuidanceValue(s.distilledGuidance, referenceDtype);
     const stepTimes: number[] = [];
     let last = performance.now();
     const totalSteps = sections * s.steps;
-    let sectionsDone = 0;
     const calls = { all: 0, blocks: 0 };
     const report = (): TransformerReport => ({
       executor: dit.blocks.executor, kernels: { ...dit.blocks.kernels }, dispatches: { ...dit.blocks.dispatches }, calls: calls.all, blockCalls: calls.blocks,
@@ -246,8 +277,7 @@ async function runStages(
       {
         async frames(final, held, placement, k) {
           await sink.frames(final, held, placement, k);
-          sectionsDone = k + 1;
-          const frames = videoFramesAfter(s.variant, sectionsDone, sections, latentWindow);
+          const frames = videoFramesAfter(s.variant, k + 1, sections, latentWindow);
           onEvent({ type: 'section', section: k, sections, frames, seconds: frames / pkg.fps });
           onEvent({ type: 'transformer', report: report() });
         },
@@ -267,13 +297,13 @@ async function runStages(
             sections,
             step: step + 1,
             steps,
-            etaMs: done >= 2 ? perStep * (totalSteps - done) : null,
+            etaMs: stepTimes.length >= 2 ? perStep * (totalSteps - done) : null,
             preview: latentPreview({ data: denoised, shape: [1, c, t, h, w] }),
           });
         },
+        onCheckpoint: (loop) => options.onCheckpoint?.({ settings: s, conditioning, loop }),
       },
-      signal,
-      endLatent,
+      { signal, endLatent, resume: resume?.loop ?? undefined },
     );
     onEvent({ type: 'stage', stage: 'done', message: 'Done.' });
     return { sections, frames: videoFramesAfter(s.variant, sections, sections, latentWindow), width, height };
@@ -281,6 +311,44 @@ async function runStages(
     await dit.release();
     await vae.release();
   }
+}
+
+/** Stages 1–2: the prompt (and the negative one) and SigLIP's image embedding; the resized images for the VAE. */
+async function encodeTextAndImage(
+  model: ModelSource,
+  input: JobInput,
+  width: number,
+  height: number,
+  runtime: RuntimeChoice,
+  onEvent: (e: JobEvent) => void,
+  signal?: AbortSignal,
+): Promise<Omit<JobConditioning, 'width' | 'height' | 'startLatent' | 'endLatent'> & { start: RgbImage; end?: RgbImage }> {
+  const pkg = model.package;
+  const s = input.settings;
+
+  // 1. Text: Llama and CLIP, released before the image networks load.
+  onEvent({ type: 'stage', stage: 'text', message: 'Text encoding …' });
+  const positive = await encodePrompt(model, s.prompt, runtime, onEvent);
+  const negative = s.cfg !== 1 ? await encodePrompt(model, s.negativePrompt, runtime, onEvent) : undefined;
+  signal?.throwIfAborted();
+
+  // 2. Image: bucket, PIL-exact resize, SigLIP (start and end averaged, as diffusers' FramePack does).
+  onEvent({ type: 'stage', stage: 'image', message: 'CLIP Vision encoding …' });
+  const start = resizeAndCenterCrop(input.image, width, height);
+  const end = input.endImage ? resizeAndCenterCrop(input.endImage, width, height) : undefined;
+  const imageEmbeddings = await timed('siglip', onEvent, async (): Promise<Tensor> => {
+    const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
+    try {
+      const first = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));
+      if (!end) return first;
+      const e = await siglip.run(siglipPixelValues(end, pkg.siglipImageSize));
+      return { data: first.data.map((v, i) => Math.fround(Math.fround(v + e.data[i]) / 2)), shape: first.shape };
+    } finally {
+      await siglip.release();
+    }
+  });
+  signal?.throwIfAborted();
+  return { positive, negative, imageEmbeddings, start, end };
 }
 
 /** The noisy window's shape [1, C, lws, h, w] for a start latent [1, C, 1, h, w]. */

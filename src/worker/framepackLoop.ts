@@ -4,7 +4,7 @@
 // velocity model, a VAE decoder, a frame sink) so the worker, the CLI and check-reference run the same loop.
 
 import type { Tensor } from '../pipeline/tensor.ts';
-import { TorchGenerator } from '../pipeline/torchRandom.ts';
+import { TorchGenerator, type GeneratorPosition } from '../pipeline/torchRandom.ts';
 import { sectionPlan, type LoopVariant, type SectionLayout } from '../pipeline/sectionPlan.ts';
 import { appendSection, createHistory, latentsToDecode, sectionContext, type LatentHistory, type SectionContext } from '../pipeline/history.ts';
 import { fluxMu, fluxSigmas, noisyTokenCount } from '../pipeline/sigmas.ts';
@@ -54,6 +54,31 @@ export interface FrameSink {
 export interface LoopEvents {
   onStep?(section: number, step: number, steps: number, denoised: Float32Array): void | Promise<void>;
   onSectionDone?(section: number, history: LatentHistory, generated: Tensor): void | Promise<void>;
+  /** After a section's frames reached the sink: everything a later run needs to go on from there (see LoopState). */
+  onCheckpoint?(state: LoopState): void | Promise<void>;
+}
+
+/**
+ * The loop between two sections: what a job resumed after a lost device or a closed tab starts from, so that it
+ * neither recomputes a finished section nor draws different noise (frames equal to an uninterrupted run).
+ */
+export interface LoopState {
+  /** Sections finished, in generation order; the next one is sectionPlan(...)[sectionsDone]. */
+  sectionsDone: number;
+  history: LatentHistory;
+  /** The overlap frames [1, 3, n, H, W] in [−1, 1] the next section blends with (the sink already holds them too). */
+  held: Tensor;
+  /** The noise generator after the finished sections' draws. */
+  generator: GeneratorPosition;
+}
+
+export interface LoopOptions {
+  /** Checked before every DiT call; the sections finished so far have already reached the sink. */
+  signal?: AbortSignal;
+  /** Anchors the first generated section (original variant only). */
+  endLatent?: Tensor;
+  /** Go on from this state instead of starting: its sections are not run again (their frames are not sent again). */
+  resume?: LoopState;
 }
 
 export interface LoopResult {
@@ -62,8 +87,8 @@ export interface LoopResult {
 }
 
 /**
- * Runs the loop to the end or until `signal` aborts (checked before every DiT call; the sections finished so far
- * have already reached the sink). `endLatent` anchors the first generated section (original variant only).
+ * Runs the loop to the end or until the signal aborts. `generated` holds the sections this call ran (after a
+ * resume, not the earlier ones).
  */
 export async function runFramePackLoop(
   settings: LoopSettings,
@@ -71,19 +96,19 @@ export async function runFramePackLoop(
   networks: LoopNetworks,
   sink: FrameSink,
   events: LoopEvents = {},
-  signal?: AbortSignal,
-  endLatent?: Tensor,
+  options: LoopOptions = {},
 ): Promise<LoopResult> {
   const { variant, sections, latentWindow, steps } = settings;
+  const { signal, endLatent, resume } = options;
   const [, channels, , h, w] = startLatent.shape;
   const latentShape = [1, channels, latentWindow, h, w];
-  const generator = new TorchGenerator(settings.seed);
+  const generator = resume ? TorchGenerator.at(resume.generator) : new TorchGenerator(settings.seed);
   const sigmas = fluxSigmas(steps, fluxMu(noisyTokenCount(latentWindow, h, w)));
-  let history = createHistory(variant, startLatent);
-  let held: Tensor | null = null;
+  let history = resume?.history ?? createHistory(variant, startLatent);
+  let held: Tensor | null = resume?.held ?? null;
   const generated: Tensor[] = [];
 
-  for (const layout of sectionPlan(variant, sections, latentWindow)) {
+  for (const layout of sectionPlan(variant, sections, latentWindow).slice(resume?.sectionsDone ?? 0)) {
     signal?.throwIfAborted();
     const k = layout.order;
     // One draw per section, consuming the job's generator stream in order, as the reference does.
@@ -115,6 +140,7 @@ export async function runFramePackLoop(
         : prependStreaming(pixels, held, step.overlap);
     held = join.held;
     await sink.frames(join.final, join.held, step.placement, k);
+    await events.onCheckpoint?.({ sectionsDone: k + 1, history, held, generator: generator.position() });
   }
   return { history, generated };
 }

@@ -1,0 +1,141 @@
+// A GPU device lost in the middle of a job, in Node on SwiftShader through the engine (worker/jobRecovery.ts): the
+// bundled tiny model at a tiny size (32×32, latent window 3, two sections, two steps), devices destroyed with
+// device.destroy() in the middle of sections as a GPU reset would. Ground truth is an uninterrupted run with the
+// same seed: after two losses the job must finish with the same frames, having run no encoder and no finished
+// section twice; a job continued from a saved checkpoint (the bytes a closed tab leaves) must make the same frames
+// as the uninterrupted run; and a third loss must end the job with RepeatedDeviceLossError.
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openLocalModel } from '../../src/cli/modelSources.ts';
+import { RepeatedDeviceLossError } from '../../src/errors/index.ts';
+import { videoFramesAfter } from '../../src/pipeline/frameCount.ts';
+import type { Tensor } from '../../src/pipeline/tensor.ts';
+import { nodeGpu } from '../../src/runtime/nodeWebgpu.ts';
+import { requestGpu } from '../../src/runtime/device.ts';
+import { setupOrt } from '../../src/runtime/ort.ts';
+import { DEFAULT_SETTINGS, runJob, type JobCheckpoint, type JobEvent, type RuntimeChoice } from '../../src/worker/engine.ts';
+import { runJobWithRecovery } from '../../src/worker/jobRecovery.ts';
+import { decodeJobState, encodeJobState } from '../../src/worker/jobState.ts';
+import type { ModelSource } from '../../src/worker/modelPackage.ts';
+import { collectVideo } from '../../src/worker/videoCollector.ts';
+import { ortReady } from '../helpers/ortSetup.ts';
+
+const settings = { ...DEFAULT_SETTINGS, prompt: 'a cat', seconds: 0.8, steps: 2, seed: 7, latentWindow: 3, bucket: { width: 32, height: 32 } };
+const image = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).map((_, i) => (i * 7) % 256) };
+
+/** A runtime on a new SwiftShader device (each try gets its own, as after a real loss). */
+async function freshRuntime(): Promise<{ runtime: RuntimeChoice; device: GPUDevice }> {
+  const ctx = await requestGpu(nodeGpu({ software: true }));
+  setupOrt({ device: ctx.device });
+  return {
+    device: ctx.device,
+    runtime: {
+      provider: 'webgpu', dtype: 'float32', quantized: true, transformerBudgetBytes: Infinity, device: ctx.device,
+      maxStorageBufferBindingSize: ctx.capabilities.maxStorageBufferBindingSize, deviceLost: ctx.lost,
+    },
+  };
+}
+
+function psnr(a: Tensor, b: Tensor): number {
+  let se = 0;
+  for (let i = 0; i < a.data.length; i++) se += (a.data[i] - b.data[i]) ** 2;
+  const mse = se / a.data.length;
+  return mse === 0 ? Infinity : 10 * Math.log10(4 / mse); // pixels in [−1, 1]: peak-to-peak 2
+}
+
+describe('a lost GPU device during a job (Node, SwiftShader)', () => {
+  let model: ModelSource;
+  const uninterrupted = collectVideo();
+  const sectionCalls: { final: Tensor; held: Tensor }[] = [];
+  const checkpoints: JobCheckpoint[] = [];
+
+  beforeAll(async () => {
+    await ortReady();
+    model = await openLocalModel(join(import.meta.dirname, '../../public/models/tiny'));
+    const { runtime } = await freshRuntime();
+    await runJob(model, { image, settings }, runtime, {
+      frames(final, held, placement, k) {
+        sectionCalls[k] = { final, held };
+        uninterrupted.sink.frames(final, held, placement, k);
+      },
+    }, () => {}, { onCheckpoint: (c) => { checkpoints.push(c); } });
+  }, 600_000);
+
+  it('goes on after two losses mid-section on new devices, and makes the uninterrupted run\'s frames', async () => {
+    const video = collectVideo();
+    const received: number[] = [];
+    const events: { attempt: number; e: JobEvent }[] = [];
+    let attempt = -1;
+    let device: GPUDevice | null = null;
+    await runJobWithRecovery(model, { image, settings }, {
+      frames(final, held, placement, k) {
+        received.push(k);
+        video.sink.frames(final, held, placement, k);
+      },
+    }, (e) => {
+      events.push({ attempt, e });
+      // Lost after the first step of section 0 (first device), then of section 1 (second device).
+      if (e.type === 'step' && e.step === 1 && e.section === attempt && attempt < 2) device!.destroy();
+    }, {
+      async openRuntime(n) {
+        attempt = n;
+        const r = await freshRuntime();
+        device = r.device;
+        return r.runtime;
+      },
+    });
+    const recoveries = events.filter((x) => x.e.type === 'recovery').map((x) => x.e as Extract<JobEvent, { type: 'recovery' }>);
+    expect(recoveries.map((r) => r.fromSection)).toEqual([0, 1]);
+    // Each finished section reached the sink once; the encoders ran once; the third device ran section 1 only.
+    expect(received).toEqual([0, 1]);
+    expect(events.filter((x) => x.e.type === 'timing' && x.e.what === 'llama')).toHaveLength(1);
+    expect(new Set(events.filter((x) => x.attempt === 2 && x.e.type === 'step').map((x) => (x.e as { section: number }).section))).toEqual(new Set([1]));
+    const got = video.whole(), want = uninterrupted.whole();
+    expect(got.shape[2]).toBe(videoFramesAfter('original', 2, 2, 3));
+    expect(got.shape).toEqual(want.shape);
+    const p = psnr(got, want);
+    console.log(`two losses: ${got.shape[2]} frames, PSNR against the uninterrupted run ${p} dB`);
+    expect(p).toBe(Infinity); // the same kernels on the same software GPU: bit-identical
+  }, 600_000);
+
+  it('continues from a saved checkpoint (its bytes) with the uninterrupted run\'s frames', async () => {
+    const saved = checkpoints.find((c) => c.loop?.sectionsDone === 1)!;
+    const bytes = encodeJobState(saved);
+    const resumed = decodeJobState(bytes);
+    const calls: { k: number; final: Tensor; held: Tensor }[] = [];
+    const { runtime } = await freshRuntime();
+    const steps: number[] = [];
+    await runJob(model, { image, settings }, runtime, { frames(final, held, _p, k) { calls.push({ k, final, held }); } },
+      (e) => { if (e.type === 'step') steps.push(e.section); }, { resume: resumed });
+    console.log(`checkpoint after section 1: ${bytes.byteLength} bytes`);
+    expect(steps.every((s) => s === 1)).toBe(true);
+    expect(calls.map((c) => c.k)).toEqual([1]);
+    expect(psnr(calls[0].final, sectionCalls[1].final)).toBe(Infinity);
+    expect(psnr(calls[0].held, sectionCalls[1].held)).toBe(Infinity);
+  }, 600_000);
+
+  it('ends with RepeatedDeviceLossError on a third loss, keeping the finished section', async () => {
+    const saved = decodeJobState(encodeJobState(checkpoints.find((c) => c.loop?.sectionsDone === 1)!));
+    let device: GPUDevice | null = null;
+    const received: number[] = [];
+    let thrown: unknown = null;
+    try {
+      await runJobWithRecovery(model, { image, settings }, { frames(_f, _h, _p, k) { received.push(k); } }, (e) => {
+        if (e.type === 'step') device!.destroy();
+      }, {
+        resume: saved,
+        async openRuntime() {
+          const r = await freshRuntime();
+          device = r.device;
+          return r.runtime;
+        },
+      });
+    } catch (e) {
+      thrown = e;
+    }
+    console.log(`third loss: ${(thrown as Error)?.name}: ${(thrown as Error)?.message}`);
+    expect(thrown).toBeInstanceOf(RepeatedDeviceLossError);
+    expect((thrown as Error).message).toMatch(/lost 3 times.*the 1 finished section is kept\. Try a smaller resolution/);
+    expect(received).toEqual([]);
+  }, 600_000);
+});
