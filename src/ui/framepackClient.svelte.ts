@@ -62,6 +62,8 @@ export class FramePackClient {
   /** "section:step" of every step event of the current job, in arrival order (the tests read it). */
   #stepLog = $state<string[]>([]);
   #startedAt = 0;
+  /** The page's callback for each section's video (it keeps the job's gallery entry up to date). */
+  #onVideo: ((video: VideoSoFar) => void) | null = null;
   /** When sampling started and when each section's video arrived (performance.now()), for the time left. */
   #sectionTimes: number[] = [];
   #now = $state(0);
@@ -171,6 +173,15 @@ export class FramePackClient {
     await this.refreshModels();
   }
 
+  /** Forgets a stored job's state (its gallery entry is being deleted). */
+  async deleteJob(jobId: string): Promise<void> {
+    try {
+      await this.#api.deleteJob(jobId);
+    } catch (raw) {
+      this.#error = rebuildError(raw);
+    }
+  }
+
   clearError(): void {
     this.#error = null;
   }
@@ -184,8 +195,9 @@ export class FramePackClient {
    * Runs one job. Resolves with the result (also when stopped), or null when it failed (the error is in `error`,
    * and the video of the sections finished before the failure stays in `video`).
    */
-  async generate(request: GenerateRequest): Promise<GenerateResult | null> {
+  async generate(request: GenerateRequest, onVideo?: (video: VideoSoFar) => void): Promise<GenerateResult | null> {
     const id = ++this.#request;
+    this.#onVideo = onVideo ?? null;
     this.#reset();
     this.#shape = { variant: request.settings.variant, latentWindow: request.settings.latentWindow ?? 9 };
     this.#phase = 'running';
@@ -302,6 +314,7 @@ export class FramePackClient {
         this.#now = performance.now();
         this.#sectionTimes.push(this.#now);
         this.#setVideo(e.mp4, e.frames, e.section + 1);
+        if (this.#video) this.#onVideo?.(this.#video);
         break;
       default: {
         const unhandled: never = e;

@@ -142,6 +142,14 @@ export class FrameEncoder {
     return this.decoderConfig;
   }
 
+  /**
+   * Takes the stream parameters of runs an earlier encoder made (a job continued after a reload), so those runs
+   * and this encoder's can share one MP4; if this encoder's differ, the first frame it encodes says so.
+   */
+  adoptStreamConfig(config: VideoDecoderConfig): void {
+    this.noteStreamConfig(config);
+  }
+
   /** One MP4 of these runs played back to back at 30 fps, first run first. */
   mux(runs: readonly EncodedRun[]): Blob {
     const muxer = new Mp4Muxing(this);

@@ -20,6 +20,16 @@ export interface RunEncoder {
   /** One MP4 of the runs back to back, first run first. */
   mux(runs: readonly EncodedRun[]): Blob;
   close(): void;
+  /** The stream parameters of the runs so far, and taking an earlier encoder's (to continue a stored video). */
+  streamConfig?(): VideoDecoderConfig;
+  adoptStreamConfig?(config: VideoDecoderConfig): void;
+}
+
+/** The finished part of a video as a job's state stores it: its encoded runs in time order and how they were encoded. */
+export interface StoredVideo {
+  runs: EncodedRun[];
+  frames: number;
+  streamConfig: VideoDecoderConfig | null;
 }
 
 export type RunEncoderFactory = (width: number, height: number) => Promise<RunEncoder>;
@@ -126,6 +136,30 @@ export class VideoAssembler {
       this.heldRun ??= await this.encoder.encodeRun(framesToRgba(this.held));
       const runs = this.variant === 'f1' ? [...this.finalRuns, this.heldRun] : [this.heldRun, ...this.finalRuns];
       return { blob: this.encoder.mux(runs), frames: this.frames };
+    });
+  }
+
+  /** The final part of the video so far (the held frames are in the job's checkpoint). */
+  stored(): Promise<StoredVideo> {
+    return this.serially(async () => ({
+      runs: [...this.finalRuns], frames: this.finalFrames, streamConfig: this.finalRuns.length ? this.encoder?.streamConfig?.() ?? null : null,
+    }));
+  }
+
+  /**
+   * Continues a stored video: its final runs, and the frames [1, 3, n, H, W] the next section blends with.
+   * @throws VideoInputError when sections were added already; the encoder's errors.
+   */
+  restore(video: StoredVideo, held: Tensor): Promise<void> {
+    return this.serially(async () => {
+      if (this.held) throw new VideoInputError('This video has sections already; restore a stored one into a new assembler.');
+      const { width, height } = videoDims(held);
+      this.encoder = await this.createEncoder(width, height);
+      if (video.streamConfig) this.encoder.adoptStreamConfig?.(video.streamConfig);
+      this.size = { width, height };
+      this.finalRuns.push(...video.runs);
+      this.finalFrames = video.frames;
+      this.held = held;
     });
   }
 

@@ -6,8 +6,9 @@
 // playable MP4 after every section. It runs inside the Web Worker (framepackWorker.ts exposes it over comlink) but
 // needs nothing from the worker itself, so tests can also use it in a page (or in Node, for the model methods).
 
-import { JobBusyError, JobStopped } from '../errors/engine.ts';
-import type { JobEvent, JobSettings, RuntimeChoice } from './engine.ts';
+import { JobBusyError, JobResumeError, JobStopped } from '../errors/engine.ts';
+import { deleteJob, loadJob, saveJob } from './jobStore.ts';
+import type { JobCheckpoint, JobEvent, JobSettings, RuntimeChoice } from './engine.ts';
 import { runJobWithRecovery } from './jobRecovery.ts';
 import type { Component, ModelSource } from './modelPackage.ts';
 import type { FrameSink } from './framepackLoop.ts';
@@ -177,6 +178,10 @@ export class BrowserFramePack implements FramePackApi {
     this.controller?.abort(new JobStopped('Stopped; the finished sections are kept.'));
   }
 
+  async deleteJob(jobId: string): Promise<void> {
+    await deleteJob(jobId);
+  }
+
   async generate(request: GenerateRequest, onEvent: (e: WorkerEvent) => void): Promise<GenerateResult> {
     if (this.controller) throw new JobBusyError();
     const controller = new AbortController();
@@ -197,7 +202,11 @@ export class BrowserFramePack implements FramePackApi {
       await this.gpuContext(); // first: no download for a browser that could not run the job
       const model = await this.prepareModel(request.model, emit, signal);
       signal.throwIfAborted();
-      const settings: JobSettings = { ...request.settings, variant: request.model === 'framepack-f1' ? 'f1' : request.model === 'framepack' ? 'original' : request.settings.variant };
+      const stored = request.resume && request.jobId ? await loadJob(request.jobId) : undefined;
+      if (request.resume && !stored) throw new JobResumeError('its saved state is no longer in this browser, or is of an older version');
+      // A continued job runs with the settings it was started with, whatever the form says now.
+      const settings: JobSettings = stored?.checkpoint.settings ??
+        { ...request.settings, variant: request.model === 'framepack-f1' ? 'f1' : request.model === 'framepack' ? 'original' : request.settings.variant };
       const openRuntime = async (): Promise<RuntimeChoice> => {
         const ctx = await this.gpuContext();
         const limit = Math.min(ctx.capabilities.maxStorageBufferBindingSize, this.options.maxGpuBufferBytes ?? Infinity);
@@ -215,20 +224,35 @@ export class BrowserFramePack implements FramePackApi {
       const latentWindow = settings.latentWindow ?? model.package.latentWindow;
       const video = VideoAssembler.withWebCodecs(settings.variant, latentWindow, { crf: request.crf });
       assembler = video;
+      if (stored?.checkpoint.loop) await video.restore(stored.video, stored.checkpoint.loop.held);
+      const jobId = request.jobId;
+      // With a job id, a section's video goes out once its state is stored: an entry the page keeps for it can
+      // always be continued.
+      let pending: WorkerEvent | null = null;
       const sink: FrameSink = {
         async frames(final, held, placement, section) {
           await video.addFrames(final, held, placement);
           const v = await video.video();
           last = v;
-          emit({ type: 'video', section, frames: v.frames, mp4: v.blob });
+          pending = { type: 'video', section, frames: v.frames, mp4: v.blob };
+          if (!jobId) emit(pending);
         },
+      };
+      const checkpointed = async (c: JobCheckpoint) => {
+        await saveJob(jobId!, c, await video.stored());
+        if (pending) emit(pending);
+        pending = null;
       };
       const onJobEvent = (e: JobEvent) => {
         if (e.type === 'plan') size = { width: e.width, height: e.height };
         emit(e);
       };
-      const result = await runJobWithRecovery(model, { image: request.image, endImage: request.endImage, settings }, sink, onJobEvent, { signal, openRuntime });
-      const done = last as { blob: Blob; frames: number } | null;
+      const result = await runJobWithRecovery(model, { image: request.image, endImage: request.endImage, settings }, sink, onJobEvent, {
+        signal, openRuntime, resume: stored?.checkpoint, onCheckpoint: jobId ? checkpointed : undefined,
+      });
+      // A job continued after its last section was stored (the tab closed before it was marked done) has no new video.
+      const done = (last as { blob: Blob; frames: number } | null) ?? (video.frames ? await video.video() : null);
+      if (jobId) await deleteJob(jobId);
       return { mp4: done?.blob ?? null, frames: done?.frames ?? 0, width: result.width, height: result.height, stopped: false };
     } catch (e) {
       if (!signal.aborted) throw e;

@@ -43,6 +43,7 @@ const worker: FramePackWorkerApi = {
   deleteModel: (id) => guarded(() => ready().deleteModel(id)),
   generate: (request: GenerateRequest, onEvent: (e: WorkerEvent) => void) => guarded(() => ready().generate(request, onEvent)),
   stop: () => guarded(() => ready().stop()),
+  deleteJob: (jobId: string) => guarded(() => ready().deleteJob(jobId)),
 };
 
 expose(worker);

@@ -62,6 +62,10 @@ export interface GenerateRequest {
   crf: number;
   /** Bytes of transformer weights to keep on the GPU (the rest stream). */
   transformerBudgetBytes: number;
+  /** The job's state is stored under this id after every section (worker/jobStore.ts), until it finishes. */
+  jobId?: string;
+  /** Continue the stored job `jobId` from its last finished section instead of starting. */
+  resume?: boolean;
 }
 
 /** Progress of getting a model ready: bytes for downloads, then conversion. */
@@ -114,6 +118,8 @@ export interface FramePackApi {
   generate(request: GenerateRequest, onEvent: (e: WorkerEvent) => void): Promise<GenerateResult>;
   /** Ends the running job within one step; what is finished is kept. */
   stop(): Promise<void>;
+  /** Forgets a stored job's state (its gallery entry was deleted). */
+  deleteJob(jobId: string): Promise<void>;
 }
 
 export type { PreviewImage };

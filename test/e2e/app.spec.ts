@@ -4,7 +4,8 @@
 // ffmpeg decodes it and its frames are compared (PSNR) with the frames the CLI writes for the same job and seed
 // through the same engine (the same 4-bit weights, the block plans on the CPU executor); the page's transformer
 // report shows that every block ran through the plan's kernels, dispatch for dispatch; the network log shows that a second run reads the
-// model from IndexedDB, and Stop keeps the finished section. Bad inputs are in appErrors.spec.ts. It also writes the
+// model from IndexedDB, and Stop keeps the finished section; a reload after the first section leaves an interrupted
+// gallery entry whose Continue finishes the video with the uninterrupted run's frames. Bad inputs are in appErrors.spec.ts. It also writes the
 // README's screenshots of the empty, generating and done states (docs/screenshot-*.png).
 
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
@@ -85,7 +86,7 @@ async function downloadMp4(page: Page, name: string): Promise<{ file: string; by
   return { file, bytes: Buffer.from(base64, 'base64').length };
 }
 
-test.describe.serial('one job end to end, then from the cache with Stop', () => {
+test.describe.serial('one job end to end, then from the cache with Stop, then reloaded mid-job and continued', () => {
   let context: BrowserContext;
   let page: Page;
 
@@ -203,5 +204,46 @@ test.describe.serial('one job end to end, then from the cache with Stop', () => 
     await expect(page.getByTestId('gallery-entry')).toHaveCount(2);
     await expect(page.getByTestId('gallery-entry').first()).toContainText('stopped early');
     console.log(`stopped job: MP4 ${mp4.bytes} bytes, ${probe.nb_read_frames} frames`);
+  });
+
+  test('a reload after the first section leaves it in the gallery as interrupted; Continue finishes the uninterrupted run\'s video', async () => {
+    test.setTimeout(JOB_TIMEOUT);
+    await page.reload();
+    await expect(page.getByTestId('adapter')).toHaveText('swiftshader', { timeout: 60_000 });
+    await fillJob(page);
+    await page.getByTestId('generate').click();
+    // The page writes the interrupted entry once the worker has stored the section's state; then the tab goes away.
+    const interrupted = page.locator('[data-testid="gallery-entry"][data-interrupted="true"]');
+    await expect(interrupted).toHaveCount(1, { timeout: JOB_TIMEOUT });
+    await page.reload();
+    await expect(page.getByTestId('adapter')).toHaveText('swiftshader', { timeout: 60_000 });
+    await expect(interrupted).toHaveCount(1);
+    await expect(interrupted).toContainText('(interrupted)');
+    await expect(interrupted).toContainText(`${videoFramesAfter('original', 1, SECTIONS, WINDOW)} frames`);
+    await interrupted.getByTestId('gallery-continue').click();
+    await expect(progress(page)).toHaveAttribute('data-phase', 'running');
+    await waitIdle(page);
+    await expect(page.getByTestId('error')).toHaveCount(0);
+    // Continue ran the second section only.
+    const steps = (await attr(page, 'step-log')).split(',');
+    expect(steps.every((s) => s.startsWith('1:'))).toBe(true);
+    await expect(interrupted).toHaveCount(0);
+
+    const mp4 = await downloadMp4(page, 'continued.mp4');
+    const probe = ffprobe(mp4.file);
+    const frames = videoFramesAfter('original', SECTIONS, SECTIONS, WINDOW);
+    expect(Number(probe.nb_read_frames)).toBe(frames);
+    // The frames are the uninterrupted job's: against its uncompressed frames (the CLI's, test 1) as close as the
+    // uninterrupted MP4 is (every frame here was encoded after the reload: the first section leaves only overlap
+    // frames, which the second blends; the two MP4s then differ only by the H.264 encoder's history).
+    const got = rgbFrames(mp4.file, probe.width, probe.height);
+    const uninterrupted = rgbFrames(join(WORK, 'app.mp4'), probe.width, probe.height);
+    const exact = rgbFrames(join(WORK, 'cli.y4m'), probe.width, probe.height);
+    const q = psnr(got, exact), qRef = psnr(uninterrupted, exact), qMp4 = psnr(got, uninterrupted);
+    console.log(`continued job: ${steps.length} steps after the reload, ${probe.nb_read_frames} frames; PSNR against the job's uncompressed frames ` +
+      `${q.video.toFixed(2)} dB (the uninterrupted MP4: ${qRef.video.toFixed(2)} dB), against the uninterrupted MP4 ${qMp4.video.toFixed(2)} dB ` +
+      `(worst frame ${qMp4.worstFrame.toFixed(2)} dB)`);
+    expect(q.video).toBeGreaterThanOrEqual(qRef.video - 0.5); // measured 0.12 dB below
+    expect(qMp4.video).toBeGreaterThanOrEqual(40); // measured 43.1 dB
   });
 });
