@@ -112,7 +112,8 @@ export interface JobConditioning {
 /**
  * A job between two of its stages: the settings it runs with, the encoders' results, and the loop's state after
  * its last finished section (null before the first). runJob hands one out after the encoders and after every
- * section; a job started from one skips what it holds (worker/jobState.ts stores them).
+ * section; a job started from one skips what it holds (worker/jobStore.ts keeps them in the page, worker/jobState.ts
+ * writes them as bytes).
  */
 export interface JobCheckpoint {
   settings: JobSettings;

@@ -170,13 +170,16 @@ async function lowerQuota(page: Page, quota: number) {
 type Refused = { error: { name: string; message: string; neededBytes?: number } };
 
 test('a quota lowered through the DevTools protocol: the download stops with a QuotaError naming the size still needed', async ({ page }) => {
-  // Chromium as users run it: estimate() reports usage + 10 GiB whatever the real quota (kStaticStorageQuota),
-  // so the shortage shows at the first write the quota refuses, and the error names what was still to store.
+  // Chromium as users run it: estimate() reports a fixed headroom over usage whatever the real quota
+  // (kStaticStorageQuota; 10 GiB on the machines of earlier runs, 4–5 GiB in Debian's Chromium 150 off-the-record contexts
+  // here), so the shortage shows at the first write the quota refuses, and the error names what was still to store.
   await open(page);
   const quota = 1_000_000;
   await lowerQuota(page, quota);
   const estimate = await call(page, 'estimate');
-  expect(estimate.quota! - estimate.usage!).toBe(10 * 1024 ** 3);
+  const headroom = estimate.quota! - estimate.usage!;
+  console.log(`estimate() with the quota lowered to ${quota} bytes: ${headroom} bytes free`);
+  expect(headroom).toBeGreaterThanOrEqual(2 ** 30); // far above the real 1 MB: the estimate cannot be trusted
   const refused = await call(page, 'download', folderUrl(), `${STEM}.safetensors`, 'dit');
   expect('error' in refused).toBe(true);
   const { error } = refused as Refused;
