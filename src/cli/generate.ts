@@ -72,7 +72,6 @@ async function main(): Promise<number> {
   console.error(`model ${model.package.name}, ${runtime.provider}${gpu ? ` (${gpu.capabilities.architecture || gpu.capabilities.vendor})` : ''} ${runtime.dtype}${runtime.quantized ? ' q4' : ''}`);
   let failure: unknown = null;
   try {
-    let first: typeof runtime | null = runtime;
     await runJobWithRecovery(model, { image: readImageFile(o.image), endImage: o['end-image'] ? readImageFile(o['end-image']) : undefined, settings }, sink, (e) => {
       if (e.type === 'stage' || e.type === 'recovery') console.error(e.message);
       else if (e.type === 'plan') console.error(`${e.sections} sections, ${e.frames} frames at ${e.width}×${e.height}, ${e.fps} fps`);
@@ -80,11 +79,8 @@ async function main(): Promise<number> {
       else if (e.type === 'section') console.error(`section ${e.section + 1}/${e.sections} done: ${e.frames} frames (${e.seconds.toFixed(2)} s)`);
     }, {
       signal: controller.signal,
-      async openRuntime() {
-        const r = first ?? (await openRuntime()).runtime;
-        first = null;
-        return r;
-      },
+      // The first try takes the device opened above (the banner names it), each later one a new device.
+      openRuntime: async (attempt) => (attempt === 0 ? runtime : (await openRuntime()).runtime),
     });
   } catch (e) {
     failure = e;

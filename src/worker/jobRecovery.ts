@@ -2,7 +2,8 @@
 // goes on from its last checkpoint (the encoders' results, or the loop after its last finished section), so no
 // finished section runs twice and the noise stream continues where it was. ORT's native WebGPU EP takes its device
 // per session, so the same process (the page's worker, or Node) carries on; what it needs lives in the checkpoint,
-// which the caller may also store (worker/jobState.ts) to continue after a closed tab.
+// which the caller may also store (worker/jobStore.ts in the page, worker/jobState.ts as bytes) to continue after a
+// closed tab.
 
 import { DeviceLostError, RepeatedDeviceLossError } from '../errors/gpu.ts';
 import { runJob, type JobCheckpoint, type JobEvent, type JobInput, type JobOptions, type JobResult, type RuntimeChoice } from './engine.ts';
