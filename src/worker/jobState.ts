@@ -56,30 +56,32 @@ export function decodeJobState(bytes: Uint8Array): JobCheckpoint {
   const [magic, version] = text.slice(0, newline).split(' ');
   if (magic !== MAGIC) fail('the file is not a FramePack job state');
   if (Number(version) !== JOB_STATE_VERSION) fail(`it was saved in format ${version}; this version reads format ${JOB_STATE_VERSION}`);
-  const arrays: ArrayBufferView[] = [];
+  // Where each array's bytes start, from the length table; the JSON names each array's kind where it is used.
+  const spans: { at: number; length: number }[] = [];
   let at = align(tableBytes + headerLength);
-  const kinds: ArrayKind[] = [];
-  const json = text.slice(newline + 1);
-  JSON.parse(json, (_key, value: { $array?: ArrayKind; index?: number }) => {
-    if (value && typeof value === 'object' && value.$array) kinds[value.index!] = value.$array;
-    return value;
-  });
-  if (kinds.length !== count || kinds.some((k) => !(k in ARRAYS))) fail('its saved state is damaged');
   for (let i = 0; i < count; i++) {
-    const n = view.getUint32(8 + 4 * i, true);
-    if (at + n > bytes.byteLength) fail('its saved state is cut short');
-    const type = ARRAYS[kinds[i]];
-    const copy = bytes.slice(at, at + n); // aligned, and independent of the file's buffer
-    arrays.push(new type(copy.buffer, 0, n / type.BYTES_PER_ELEMENT));
-    at += align(n);
+    const length = view.getUint32(8 + 4 * i, true);
+    if (at + length > bytes.byteLength) fail('its saved state is cut short');
+    spans.push({ at, length });
+    at += align(length);
   }
-  return JSON.parse(json, (_key, value: { $array?: ArrayKind; index?: number; $bigint?: string }) => {
+  let seen = 0;
+  const checkpoint = JSON.parse(text.slice(newline + 1), (_key, value: { $array?: ArrayKind; index?: number; $bigint?: string }) => {
     if (value && typeof value === 'object') {
-      if (value.$array) return arrays[value.index!];
+      if (value.$array) {
+        const span = spans[value.index!];
+        if (!span || !(value.$array in ARRAYS)) fail('its saved state is damaged');
+        seen++;
+        const type = ARRAYS[value.$array];
+        const copy = bytes.slice(span.at, span.at + span.length); // aligned, and independent of the file's buffer
+        return new type(copy.buffer, 0, span.length / type.BYTES_PER_ELEMENT);
+      }
       if (typeof value.$bigint === 'string') return BigInt(value.$bigint);
     }
     return value;
   }) as JobCheckpoint;
+  if (seen !== count) fail('its saved state is damaged');
+  return checkpoint;
 }
 
 function align(n: number): number {
