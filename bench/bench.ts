@@ -7,7 +7,7 @@
 // bench/torch_reference.py ran in the same invocation and its JSON is passed with --torch FILE) the PyTorch bf16
 // figures and the ratio.
 //
-// `npm run bench -- --job …` runs the whole-job bench instead (bench/job.ts).
+// `npm run bench -- --job …` runs the whole-job bench instead (bench/job.ts); `--soak …` a long video's memory (bench/soak.ts).
 //
 // Usage (GPU machine, from a bundle): node bench.mjs [--image-tokens 17500] [--text-tokens 256] [--repeats 5]
 //   [--dtype float16|float32] [--software] [--small] [--torch torch.json] [--step] [--stream-gb 6]
@@ -40,6 +40,7 @@ import { DispatchProfiler, setDispatchProfiler } from '../src/kernels/dispatch.t
 import { flag, opt } from './args.ts';
 
 if (process.argv.includes('--job')) await import('./job.ts'); // it exits when done
+if (process.argv.includes('--soak')) await import('./soak.ts'); // it exits when done
 
 const software = flag('software');
 const small = flag('small'); // a cut-down config for a smoke run on SwiftShader

@@ -6,6 +6,7 @@ import { nodeGpu } from '../runtime/nodeWebgpu.ts';
 import { requestGpu, type GpuContext } from '../runtime/device.ts';
 import { setupOrt, type ExecutionProvider } from '../runtime/ort.ts';
 import type { RuntimeChoice } from '../worker/engine.ts';
+import { defaultTransformerBudget } from '../runtime/gpuOutOfMemory.ts';
 
 export type GpuKind = 'auto' | 'hardware' | 'software';
 
@@ -27,6 +28,7 @@ export async function nodeRuntime(options: {
   gpu: GpuKind;
   dtype?: 'float32' | 'float16';
   quantized?: boolean;
+  /** Transformer weights kept on the GPU; absent: from the device's memory (runtime/gpuOutOfMemory.ts). */
   budgetBytes?: number;
   /** 'portable' opens the GPU as stock Chrome does (no unsafe APIs, so no subgroup matrices); 'auto' the best path. */
   kernelPath?: 'auto' | 'portable' | 'subgroup-matrix';
@@ -48,13 +50,14 @@ export async function nodeRuntime(options: {
     setupOrt({});
   }
   const f16 = ctx?.capabilities.shaderF16 ?? false;
+  const budgetBytes = options.budgetBytes ?? (ctx ? (await defaultTransformerBudget(ctx.device, ctx.capabilities.isSoftware)).budgetBytes : Infinity);
   return {
     gpu: ctx,
     runtime: {
       provider: options.provider,
       dtype: options.dtype ?? (f16 ? 'float16' : 'float32'),
       quantized: options.quantized ?? false,
-      transformerBudgetBytes: options.budgetBytes ?? Infinity,
+      transformerBudgetBytes: budgetBytes,
       kernelPath: options.kernelPath ?? 'auto',
       device: ctx?.device ?? null,
       maxStorageBufferBindingSize: ctx?.capabilities.maxStorageBufferBindingSize ?? 2 ** 30,

@@ -41,15 +41,19 @@ export class RepeatedDeviceLossError extends DeviceLostError {
   }
 }
 
-/** A GPU buffer could not be allocated, or exceeds the device's per-buffer limit: choose a smaller size or budget. */
+/**
+ * A GPU buffer could not be allocated, or exceeds the device's per-buffer limit: choose a smaller size or budget.
+ * `limit` given: a planner's check against the device's buffer limit. `inUse` given: the device refused an
+ * allocation (an out-of-memory error scope caught it, runtime/gpuOutOfMemory.ts) while that much was live.
+ */
 export class GpuOutOfMemoryError extends Error {
   override name = 'GpuOutOfMemoryError';
-  constructor(what: string, bytes: number, limit?: number) {
-    const mb = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(0)} MiB` : `${(n / 2 ** 10).toFixed(0)} KiB`);
-    super(
-      `The GPU could not allocate ${mb(bytes)} for ${what}` +
-        (limit !== undefined ? ` (this device allows at most ${mb(limit)} in one buffer)` : '') +
-        '. Choose a smaller resolution or a lower memory budget, or close other GPU-heavy tabs.',
-    );
+  constructor(what: string, bytes: number, limit?: number, inUse?: number) {
+    const mb = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(0)} MiB` : `${(n / 2 ** 10).toFixed(0)} KiB`);
+    const head = inUse !== undefined
+      ? `The GPU ran out of memory in ${what}: it refused part of the ${mb(bytes)} asked for there, while ${mb(inUse)} of GPU buffers made here were held. ` +
+        'Every finished section is kept'
+      : `The GPU could not allocate ${mb(bytes)} for ${what}` + (limit !== undefined ? ` (this device allows at most ${mb(limit)} in one buffer)` : '');
+    super(`${head}. Choose a smaller resolution or a lower memory budget, or close other GPU-heavy tabs and programs.`);
   }
 }

@@ -6,6 +6,8 @@ export interface GpuMemoryTracker {
   live(): number;
   peak(): number;
   resetPeak(): void;
+  /** Bytes of every buffer ever asked for (failed allocations included): the out-of-memory guard reports its growth. */
+  requested(): number;
 }
 
 let tracker: GpuMemoryTracker | null = null;
@@ -15,10 +17,12 @@ export function trackGpuMemory(): GpuMemoryTracker {
   if (tracker) return tracker;
   let live = 0;
   let peak = 0;
+  let requested = 0;
   const sizes = new WeakMap<GPUBuffer, number>();
   const g = globalThis as unknown as { GPUDevice: { prototype: GPUDevice }; GPUBuffer: { prototype: GPUBuffer } };
   const create = g.GPUDevice.prototype.createBuffer;
   g.GPUDevice.prototype.createBuffer = function (this: GPUDevice, descriptor: GPUBufferDescriptor) {
+    requested += descriptor.size;
     const buffer = create.call(this, descriptor);
     sizes.set(buffer, descriptor.size);
     live += descriptor.size;
@@ -34,6 +38,6 @@ export function trackGpuMemory(): GpuMemoryTracker {
     }
     return destroy.call(this);
   };
-  tracker = { live: () => live, peak: () => peak, resetPeak: () => void (peak = live) };
+  tracker = { live: () => live, peak: () => peak, resetPeak: () => void (peak = live), requested: () => requested };
   return tracker;
 }

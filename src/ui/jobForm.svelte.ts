@@ -42,6 +42,8 @@ export interface FormSnapshot {
   resolution: Resolution;
   crf: number;
   budgetGb: number;
+  /** The budget comes from the GPU's memory (a probe in the worker, runtime/gpuOutOfMemory.ts), not budgetGb. */
+  budgetAuto: boolean;
   /** The tiny model runs either loop; the real models have their own. */
   variant: ModelVariant;
 }
@@ -58,6 +60,7 @@ export const DEFAULT_FORM: FormSnapshot = {
   resolution: 'model',
   crf: 16,
   budgetGb: 8,
+  budgetAuto: true,
   variant: 'original',
 };
 
@@ -75,6 +78,7 @@ export class JobForm {
   resolution = $state<Resolution>(DEFAULT_FORM.resolution);
   crf = $state(DEFAULT_FORM.crf);
   budgetGb = $state(DEFAULT_FORM.budgetGb);
+  budgetAuto = $state(DEFAULT_FORM.budgetAuto);
   variant = $state<ModelVariant>(DEFAULT_FORM.variant);
   image = $state<DecodedImage | null>(null);
   endImage = $state<DecodedImage | null>(null);
@@ -108,7 +112,7 @@ export class JobForm {
     return {
       model: this.model, prompt: this.prompt, seed: this.seed, seconds: this.seconds, steps: this.steps,
       distilledGuidance: this.distilledGuidance, teacache: this.teacache, latentWindow: this.latentWindow,
-      resolution: this.resolution, crf: this.crf, budgetGb: this.budgetGb, variant: this.variant,
+      resolution: this.resolution, crf: this.crf, budgetGb: this.budgetGb, budgetAuto: this.budgetAuto, variant: this.variant,
     };
   }
 
@@ -138,7 +142,7 @@ export class JobForm {
       endImage: this.endImage && this.effectiveVariant === 'original' ? rgb(this.endImage) : undefined,
       settings,
       crf: clamp(this.crf, LIMITS.crf),
-      transformerBudgetBytes: clamp(this.budgetGb, LIMITS.budgetGb) * 2 ** 30,
+      transformerBudgetBytes: this.budgetAuto ? null : clamp(this.budgetGb, LIMITS.budgetGb) * 2 ** 30,
     };
   }
 }

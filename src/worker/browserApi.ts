@@ -6,6 +6,7 @@
 // playable MP4 after every section. It runs inside the Web Worker (framepackWorker.ts exposes it over comlink) but
 // needs nothing from the worker itself, so tests can also use it in a page (or in Node, for the model methods).
 
+import { defaultTransformerBudget } from '../runtime/gpuOutOfMemory.ts';
 import { JobBusyError, JobResumeError, JobStopped } from '../errors/engine.ts';
 import { deleteJob, loadJob, saveJob } from './jobStore.ts';
 import type { JobCheckpoint, JobEvent, JobSettings, RuntimeChoice } from './engine.ts';
@@ -74,6 +75,8 @@ export class BrowserFramePack implements FramePackApi {
   private readonly store: WeightStore;
   private gpu: Promise<GpuContext> | null = null;
   private controller: AbortController | null = null;
+  /** The transformer's default budget, probed once per device (runtime/gpuOutOfMemory.ts). */
+  private budgets = new WeakMap<GPUDevice, Promise<number>>();
 
   constructor(private readonly options: BrowserApiOptions) {
     this.store = options.store ?? indexedDbWeightStore();
@@ -91,6 +94,12 @@ export class BrowserFramePack implements FramePackApi {
     const context = this.gpu;
     this.gpu.catch(() => { this.gpu = null; }); // a later call may try again (e.g. after a driver update)
     return this.gpu;
+  }
+
+  private probedBudget(ctx: GpuContext): Promise<number> {
+    let budget = this.budgets.get(ctx.device);
+    if (!budget) this.budgets.set(ctx.device, (budget = defaultTransformerBudget(ctx.device, ctx.capabilities.isSoftware).then((b) => b.budgetBytes)));
+    return budget;
   }
 
   async capabilities(): Promise<CapabilityReport> {
@@ -215,7 +224,7 @@ export class BrowserFramePack implements FramePackApi {
           dtype: this.options.dtype ?? (ctx.capabilities.shaderF16 ? 'float16' : 'float32'),
           // The tiny model runs the users' path too: 4-bit weights through the block plans on our kernels.
           quantized: true,
-          transformerBudgetBytes: request.transformerBudgetBytes,
+          transformerBudgetBytes: request.transformerBudgetBytes ?? await this.probedBudget(ctx),
           device: ctx.device,
           maxStorageBufferBindingSize: limit,
           deviceLost: ctx.lost,

@@ -13,10 +13,11 @@ import { ClipTokenizer } from '../pipeline/clipTokenizer.ts';
 import { encodeLlamaPrompt } from '../pipeline/promptTemplate.ts';
 import { sectionCount } from '../pipeline/sectionPlan.ts';
 import { latentPreview, type PreviewImage } from '../pipeline/latentPreview.ts';
-import { distilledGuidanceValue, type ReferenceDtype } from '../pipeline/fmWrapper.ts';
+import { distilledGuidanceValue, type GuidanceBranch, type ReferenceDtype } from '../pipeline/fmWrapper.ts';
 import { videoFramesAfter } from '../pipeline/frameCount.ts';
 import type { ExecutionProvider } from '../runtime/ort.ts';
 import { WeightResidency } from '../runtime/residency.ts';
+import { guardGpuMemory } from '../runtime/gpuOutOfMemory.ts';
 import type { DeviceLostError } from '../errors/gpu.ts';
 import { JobResumeError } from '../errors/engine.ts';
 import { createLlamaTextEncoder, createClipTextEncoder } from './textEncoders.ts';
@@ -134,7 +135,7 @@ async function encodePrompt(model: ModelSource, prompt: string, runtime: Runtime
   const pkg = model.package;
   const tokenizer = LlamaTokenizer.fromTokenizerJson(JSON.parse(await readText(await componentFolder(model, 'tokenizer')('tokenizer.json'))));
   const tokens = encodeLlamaPrompt(tokenizer, prompt, 256, pkg.llamaCropStart);
-  const textStates = await timed('llama', onEvent, async (): Promise<Tensor> => {
+  const textStates = await timed('llama', onEvent, () => guardGpuMemory(runtime.device, 'the Llama text encoder', async (): Promise<Tensor> => {
     const llama = await createLlamaTextEncoder(await openComponent(model, 'text_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: runtime.quantized });
     try {
       const out = await llama.run(tokens.ids);
@@ -144,17 +145,17 @@ async function encodePrompt(model: ModelSource, prompt: string, runtime: Runtime
     } finally {
       await llama.release();
     }
-  });
+  }));
   const clipFolder = componentFolder(model, 'tokenizer_2');
   const clipTokenizer = ClipTokenizer.fromFiles(await readText(await clipFolder('vocab.json')), await readText(await clipFolder('merges.txt')));
-  const pooled = await timed('clip', onEvent, async () => {
+  const pooled = await timed('clip', onEvent, () => guardGpuMemory(runtime.device, 'the CLIP text encoder', async () => {
     const clip = await createClipTextEncoder(await openComponent(model, 'text_encoder_2'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
     try {
       return (await clip.run(clipTokenizer.encode(prompt))).pooled;
     } finally {
       await clip.release();
     }
-  });
+  }));
   return { textStates, pooled };
 }
 
@@ -216,17 +217,19 @@ async function runStages(
   // 3. The VAE and the transformer stay loaded for the sections; the VAE first encodes the start (and end) frame.
   if (!resume) onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
   const loadStart = performance.now();
+  // Each stage's allocations and first dispatches run in an out-of-memory scope (runtime/gpuOutOfMemory.ts).
+  const guard = <T>(stage: string, work: () => Promise<T>) => guardGpuMemory(runtime.device, stage, work);
   const vae = await createVae(await openComponent(model, 'vae'), {
     provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize,
     device: runtime.device ?? undefined, memoryBudgetBytes: runtime.vaeBudgetBytes,
   });
-  const dit = await createDiT(await openComponent(model, 'transformer'), {
+  const dit = await guard('loading the transformer', async () => createDiT(await openComponent(model, 'transformer'), {
     provider: runtime.provider,
     dtype: runtime.dtype,
     quantized: runtime.quantized,
     residency: runtime.device ? new WeightResidency(runtime.device, runtime.transformerBudgetBytes) : undefined,
     kernelPath: runtime.kernelPath,
-  });
+  }));
   onEvent({ type: 'timing', what: 'load', ms: performance.now() - loadStart });
   try {
     let conditioning: JobConditioning;
@@ -235,10 +238,10 @@ async function runStages(
     } else {
       const { start, end, ...rest } = encoded!;
       // The posterior mean × scaling factor (§4.3).
-      const latents = await timed('vae-encode', onEvent, async () => ({
+      const latents = await timed('vae-encode', onEvent, () => guard('the VAE encoder', async () => ({
         startLatent: (await vae.encode(vaeInputPixels(start))).latent,
         endLatent: end ? (await vae.encode(vaeInputPixels(end))).latent : undefined,
-      }));
+      })));
       conditioning = { width, height, ...rest, ...latents };
       signal?.throwIfAborted();
       await options.onCheckpoint?.({ settings: s, conditioning, loop: null });
@@ -259,8 +262,8 @@ async function runStages(
       { variant: s.variant, sections, latentWindow, steps: s.steps, seed: s.seed, cfg: s.cfg, cfgRescale: s.cfgRescale, referenceDtype },
       startLatent,
       {
-        sectionModel: async ({ layout, context, latentShape }) =>
-          sectionVelocityModel(dit, layout, context, latentShape, {
+        sectionModel: async ({ layout, context, latentShape }) => {
+          const model = sectionVelocityModel(dit, layout, context, latentShape, {
             positive: { ...positive, imageEmbeddings },
             negative: negative ? { ...negative, imageEmbeddings } : undefined,
           }, {
@@ -269,10 +272,13 @@ async function runStages(
               calls.all++;
               if (computed) calls.blocks++;
             },
-          }),
+          });
+          // Every call, not only the first: streamed blocks and TeaCache's buffers are made as the section goes.
+          return Object.assign((x: Float32Array, t: number, branch: GuidanceBranch) => guard('the transformer, sampling', () => model(x, t, branch)), { release: model.release });
+        },
         decode: async (latents) => {
           onEvent({ type: 'stage', stage: 'decode', message: 'VAE decoding …' });
-          return timed('decode', onEvent, () => vae.decodeLatents(latents));
+          return timed('decode', onEvent, () => guard('the VAE decoder', () => vae.decodeLatents(latents)));
         },
       },
       {
@@ -337,7 +343,7 @@ async function encodeTextAndImage(
   onEvent({ type: 'stage', stage: 'image', message: 'CLIP Vision encoding …' });
   const start = resizeAndCenterCrop(input.image, width, height);
   const end = input.endImage ? resizeAndCenterCrop(input.endImage, width, height) : undefined;
-  const imageEmbeddings = await timed('siglip', onEvent, async (): Promise<Tensor> => {
+  const imageEmbeddings = await timed('siglip', onEvent, () => guardGpuMemory(runtime.device, 'the SigLIP image encoder', async (): Promise<Tensor> => {
     const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
     try {
       const first = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));
@@ -347,7 +353,7 @@ async function encodeTextAndImage(
     } finally {
       await siglip.release();
     }
-  });
+  }));
   signal?.throwIfAborted();
   return { positive, negative, imageEmbeddings, start, end };
 }

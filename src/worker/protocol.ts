@@ -60,8 +60,8 @@ export interface GenerateRequest {
   settings: JobSettings;
   /** Reference MP4 compression slider (libx264 CRF 0–100, default 16). */
   crf: number;
-  /** Bytes of transformer weights to keep on the GPU (the rest stream). */
-  transformerBudgetBytes: number;
+  /** Bytes of transformer weights to keep on the GPU (the rest stream); null: from the GPU's memory, probed once. */
+  transformerBudgetBytes: number | null;
   /** The job's state is stored under this id after every section (worker/jobStore.ts), until it finishes. */
   jobId?: string;
   /** Continue the stored job `jobId` from its last finished section instead of starting. */
