@@ -5,7 +5,7 @@
 // The frames go to a Y4M file that ffmpeg turns into an MP4; ffprobe then counts its frames.
 //
 //   node bench.mjs --soak [--model DIR | --real] [--seconds 120] [--steps 1] [--window N] [--bucket WxH]
-//     [--no-teacache] [--variant original|f1] [--software] [--json FILE] [--out FILE.mp4]
+//     [--no-teacache] [--variant original|f1] [--path auto|portable|subgroup-matrix] [--software] [--json FILE] [--out FILE.mp4]
 //
 // --model DIR reads a model folder as the CLI does (the bundled tiny model: public/models/tiny); --real reads the
 // real-size stored pack generated on read (bench/syntheticPack.ts), as the job bench does.
@@ -63,7 +63,7 @@ function ffprobe(file: string): { frames: number; fps: string } | null {
 
 let memory!: GpuMemoryTracker; // installed before the device exists, so it sees every buffer
 const { runtime, gpu } = await nodeRuntime({
-  provider: 'webgpu', gpu: flag('software') ? 'software' : 'auto', quantized: true, kernelPath: 'auto',
+  provider: 'webgpu', gpu: flag('software') ? 'software' : 'auto', quantized: true, kernelPath: opt('path', 'auto') as 'auto' | 'portable' | 'subgroup-matrix',
   beforeDevice: () => void (memory = trackGpuMemory()),
 });
 const model: ModelSource = flag('real') ? (await syntheticPack(opt('variant', 'original') === 'f1' ? 'framepack-f1' : 'framepack')).model : await openLocalModel(resolve(opt('model', 'public/models/tiny')));
