@@ -26,6 +26,8 @@ const opt = (name: string, fallback: string) => (argv.includes(`--${name}`) ? ar
 const { runtime } = await nodeRuntime({ provider: 'webgpu', gpu: opt('gpu', 'software') as 'software' | 'hardware', quantized: true });
 const device = runtime.device!;
 const probe = await probeGpuMemory(device, Number(opt('probe-cap', '0')), 64 * 2 ** 20);
+/** The data segment in use right after the probe (Linux): the probe must have given its memory back. */
+const dataAfterProbe = Number(/VmData:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? NaN) * 1024;
 
 /** Takes every buffer the device still gives, in quartering sizes down to 1 MiB, then gives back `leave` bytes. */
 async function takeAllBut(leave: number): Promise<number> {
@@ -92,5 +94,5 @@ try {
 } catch (e) {
   error = { name: (e as Error).name, message: (e as Error).message };
 }
-console.log(JSON.stringify({ probe, taken, error, received, stages }));
+console.log(JSON.stringify({ probe, dataAfterProbe, taken, error, received, stages }));
 process.exit(0);
