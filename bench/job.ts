@@ -106,7 +106,7 @@ async function runOneJob() {
   let firstPreviewMs: number | null = null;
   let section = 0;
   const dir = mkdtempSync(join(tmpdir(), 'job-bench-'));
-  const sink = y4mSink(join(dir, 'job.y4m'), 30);
+  const sink = y4mSink(join(dir, 'job.y4m'), 30, join(dir, 'parts'));
   const t0 = performance.now();
   let plan = { sections: 0, frames: 0, width: 0, height: 0 };
   const result = await runJob(pack.model, { image: startImage(), settings }, runtime, sink, (e) => {

@@ -85,7 +85,7 @@ const image = { width: size, height: size, data: new Uint8Array(size * size * 3)
 
 const dir = mkdtempSync(join(tmpdir(), 'soak-'));
 const y4m = join(dir, 'soak.y4m');
-const sink = y4mSink(y4m, model.package.fps);
+const sink = y4mSink(y4m, model.package.fps, join(dir, 'parts'));
 const samples: Sample[] = [];
 const t0 = performance.now();
 let plan = { sections: 0, frames: 0, width: 0, height: 0 };

@@ -4,11 +4,15 @@
 // raw (--model), from the Hugging Face repositories or a mirror converted once into a directory store
 // (--hub-endpoint URL --cache-dir DIR: later runs only read the store), or from a pack of converted weights
 // (--pack DIR|URL, npm run convert's output, read without conversion; with --cache-dir a URL is stored first).
+// The job's state is saved in the cache directory after every section: run the same command again after Ctrl-C or
+// a crash and it goes on from the last finished section (--fresh starts over).
 
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { rmSync } from 'node:fs';
-import { DEFAULT_SETTINGS, type JobSettings } from '../worker/engine.ts';
+import { readFileSync, rmSync } from 'node:fs';
+import { JobResumeError } from '../errors/engine.ts';
+import { DEFAULT_SETTINGS, type JobCheckpoint, type JobSettings } from '../worker/engine.ts';
+import { jobFolder, jobKey } from './jobFolder.ts';
 import { runJobWithRecovery } from '../worker/jobRecovery.ts';
 import type { ModelSource } from '../worker/modelPackage.ts';
 import { hubModelPlan, packModelPlan } from '../worker/modelStore.ts';
@@ -21,7 +25,7 @@ import { existsSync } from 'node:fs';
 
 const USAGE = `usage: generate --model DIR --image FILE --prompt TEXT [--seconds S] [--seed N] [--steps K] [--out FILE.y4m|FILE.mp4]
   [--end-image FILE] [--variant original|f1] [--no-teacache] [--gs G] [--window N] [--provider webgpu|wasm] [--gpu auto|hardware|software]
-  [--dtype float32|float16] [--q4] [--budget-gb N] [--crf N] [--path auto|portable|subgroup-matrix] [--no-f16]`;
+  [--dtype float32|float16] [--q4] [--budget-gb N] [--crf N] [--path auto|portable|subgroup-matrix] [--no-f16] [--cache-dir DIR] [--fresh]`;
 
 function parse(argv: string[]) {
   const o: Record<string, string | boolean> = {};
@@ -29,12 +33,12 @@ function parse(argv: string[]) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${USAGE}`);
     const key = a.slice(2);
-    if (['no-teacache', 'q4', 'no-f16'].includes(key)) o[key] = true;
+    if (['no-teacache', 'q4', 'no-f16', 'fresh'].includes(key)) o[key] = true;
     else o[key] = argv[++i] ?? '';
   }
   for (const k of ['image', 'prompt']) if (typeof o[k] !== 'string') throw new Error(`--${k} is required\n${USAGE}`);
   if (['model', 'pack', 'hub-endpoint'].filter((k) => typeof o[k] === 'string').length !== 1) throw new Error(`one of --model, --pack, --hub-endpoint is required\n${USAGE}`);
-  return o as Record<string, string> & { 'no-teacache'?: boolean; q4?: boolean; 'no-f16'?: boolean };
+  return o as Record<string, string> & { 'no-teacache'?: boolean; q4?: boolean; 'no-f16'?: boolean; fresh?: boolean };
 }
 
 async function main(): Promise<number> {
@@ -65,7 +69,22 @@ async function main(): Promise<number> {
   const { runtime, gpu } = await openRuntime();
   const out = resolve(o.out ?? 'framepack.y4m');
   const y4mPath = out.endsWith('.mp4') ? `${out}.y4m` : out;
-  const sink = y4mSink(y4mPath, model.package.fps);
+  // The job's state is saved after every section (cli/jobFolder.ts): the same command goes on from there.
+  const images = [o.image, o['end-image']].filter((f): f is string => typeof f === 'string').map((f) => new Uint8Array(readFileSync(f)));
+  const folder = jobFolder(resolve(o['cache-dir'] ?? defaultCacheDir()), jobKey({ model: String(o.model ?? o.pack ?? o['hub-endpoint']), settings, images, out }));
+  if (o.fresh) folder.clear();
+  let resume: JobCheckpoint | undefined;
+  try {
+    resume = folder.saved();
+  } catch (e) {
+    if (!(e instanceof JobResumeError)) throw e;
+    console.error(`The job saved in ${folder.dir} cannot be continued (${e.why}); starting it over.`);
+    folder.clear();
+  }
+  if (resume) console.error(`Going on with the job saved in ${folder.dir}: ${resume.loop?.sectionsDone ?? 0} sections were done (--fresh starts over).`);
+  const sink = y4mSink(y4mPath, model.package.fps, folder.dir, resume?.loop
+    ? { sectionsDone: resume.loop.sectionsDone, held: resume.loop.held, placement: settings.variant === 'f1' ? 'after' : 'before' }
+    : undefined);
   const controller = new AbortController();
   process.on('SIGINT', () => controller.abort(new Error('Stopped by Ctrl-C; the finished sections are kept.')));
   const t0 = performance.now();
@@ -79,6 +98,8 @@ async function main(): Promise<number> {
       else if (e.type === 'section') console.error(`section ${e.section + 1}/${e.sections} done: ${e.frames} frames (${e.seconds.toFixed(2)} s)`);
     }, {
       signal: controller.signal,
+      resume,
+      onCheckpoint: (c) => folder.save(c),
       // The first try takes the device opened above (the banner names it), each later one a new device.
       openRuntime: async (attempt) => (attempt === 0 ? runtime : (await openRuntime()).runtime),
     });
@@ -101,8 +122,10 @@ async function main(): Promise<number> {
   }
   if (failure) {
     console.error((failure as Error).message);
+    if (existsSync(folder.dir)) console.error(`The finished sections are saved in ${folder.dir}: run the same command again to go on from there.`);
     return 1;
   }
+  folder.clear();
   return 0;
 }
 

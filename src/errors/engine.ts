@@ -60,7 +60,7 @@ export class JobStopped extends Error {
 /** A saved job cannot be continued: its state is unreadable, of another format, or from other settings. */
 export class JobResumeError extends Error {
   override name = 'JobResumeError';
-  constructor(why: string) {
+  constructor(readonly why: string) {
     super(`This interrupted job cannot be continued (${why}). Its finished part stays in the gallery; start the job again with Generate.`);
   }
 }

@@ -11,8 +11,10 @@ import { trackGpuMemory } from './gpuMemory.ts';
  * Runs `work` inside an out-of-memory error scope on `device` (null: the wasm EP, run as is). Throws
  * GpuOutOfMemoryError when the device refused an allocation meanwhile, even when `work` failed in another way
  * first (onnxruntime fails on with the invalid buffer), since the refusal is the cause a person can act on.
+ * `oversize` first asks for one buffer of the device's largest size (diagnostics: SwiftShader's driver refuses
+ * any single allocation of 1 GiB, its maxBufferSize, so a refusal can be rehearsed in a browser without a GPU).
  */
-export async function guardGpuMemory<T>(device: GPUDevice | null, stage: string, work: () => Promise<T>): Promise<T> {
+export async function guardGpuMemory<T>(device: GPUDevice | null, stage: string, work: () => Promise<T>, oversize = false): Promise<T> {
   if (!device) return work();
   const memory = trackGpuMemory();
   const asked = memory.requested();
@@ -20,6 +22,7 @@ export async function guardGpuMemory<T>(device: GPUDevice | null, stage: string,
   let result: T | undefined;
   let failure: unknown = null;
   try {
+    if (oversize) device.createBuffer({ label: 'oversize (diagnostics)', size: device.limits.maxBufferSize, usage: GPUBufferUsage.STORAGE }).destroy();
     result = await work();
   } catch (e) {
     failure = e;

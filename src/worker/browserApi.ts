@@ -51,6 +51,14 @@ export interface BrowserApiOptions {
   maxGpuBufferBytes?: number;
   /** Activation dtype instead of the adapter's best (fp16 with shader-f16, else fp32). */
   dtype?: 'float32' | 'float16';
+  /**
+   * When the GPU device is destroyed, as a GPU reset would lose it: after a step (`section:step`, the step log's
+   * form) or as a stage begins (its name: `text`, `vae-encode`, …), each used once, in order, across the jobs of
+   * this worker (rehearses recovery; diagnostics and tests).
+   */
+  loseDeviceAt?: string[];
+  /** The stage, as GpuOutOfMemoryError names it, that first asks for a buffer of the device's largest size (diagnostics). */
+  oversizeBufferIn?: string;
 }
 
 interface ModelInfo {
@@ -77,9 +85,12 @@ export class BrowserFramePack implements FramePackApi {
   private controller: AbortController | null = null;
   /** The transformer's default budget, probed once per device (runtime/gpuOutOfMemory.ts). */
   private budgets = new WeakMap<GPUDevice, Promise<number>>();
+  /** What is left of options.loseDeviceAt. */
+  private losses: string[];
 
   constructor(private readonly options: BrowserApiOptions) {
     this.store = options.store ?? indexedDbWeightStore();
+    this.losses = [...(options.loseDeviceAt ?? [])];
   }
 
   /** The one GPU device of this worker; ORT is configured on it once. Throws NoWebGPUError / NoAdapterError. */
@@ -228,6 +239,7 @@ export class BrowserFramePack implements FramePackApi {
           device: ctx.device,
           maxStorageBufferBindingSize: limit,
           deviceLost: ctx.lost,
+          oversizeBufferIn: this.options.oversizeBufferIn,
         };
       };
       const latentWindow = settings.latentWindow ?? model.package.latentWindow;
@@ -255,6 +267,11 @@ export class BrowserFramePack implements FramePackApi {
       const onJobEvent = (e: JobEvent) => {
         if (e.type === 'plan') size = { width: e.width, height: e.height };
         emit(e);
+        const at = e.type === 'step' ? `${e.section}:${e.step}` : e.type === 'stage' ? e.stage : null;
+        if (at !== null && this.losses[0] === at) {
+          this.losses.shift();
+          void this.gpu?.then((ctx) => ctx.device.destroy());
+        }
       };
       const result = await runJobWithRecovery(model, { image: request.image, endImage: request.endImage, settings }, sink, onJobEvent, {
         signal, openRuntime, resume: stored?.checkpoint, onCheckpoint: jobId ? checkpointed : undefined,

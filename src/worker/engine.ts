@@ -47,6 +47,13 @@ export interface RuntimeChoice {
   maxStorageBufferBindingSize: number;
   /** Settles when `device` is lost (runtime/device.ts GpuContext.lost): a job failing after that reports the loss. */
   deviceLost?: Promise<DeviceLostError>;
+  /** Diagnostics: the stage (as GpuOutOfMemoryError names it) that first asks for a buffer of the device's largest size. */
+  oversizeBufferIn?: string;
+}
+
+/** Runs a stage's GPU work in an out-of-memory scope (runtime/gpuOutOfMemory.ts), named as the error will name it. */
+function guardStage<T>(runtime: RuntimeChoice, stage: string, work: () => Promise<T>): Promise<T> {
+  return guardGpuMemory(runtime.device, stage, work, runtime.oversizeBufferIn === stage);
 }
 
 export type JobStage = 'text' | 'image' | 'vae-encode' | 'sampling' | 'decode' | 'done';
@@ -135,7 +142,7 @@ async function encodePrompt(model: ModelSource, prompt: string, runtime: Runtime
   const pkg = model.package;
   const tokenizer = LlamaTokenizer.fromTokenizerJson(JSON.parse(await readText(await componentFolder(model, 'tokenizer')('tokenizer.json'))));
   const tokens = encodeLlamaPrompt(tokenizer, prompt, 256, pkg.llamaCropStart);
-  const textStates = await timed('llama', onEvent, () => guardGpuMemory(runtime.device, 'the Llama text encoder', async (): Promise<Tensor> => {
+  const textStates = await timed('llama', onEvent, () => guardStage(runtime, 'the Llama text encoder', async (): Promise<Tensor> => {
     const llama = await createLlamaTextEncoder(await openComponent(model, 'text_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: runtime.quantized });
     try {
       const out = await llama.run(tokens.ids);
@@ -148,7 +155,7 @@ async function encodePrompt(model: ModelSource, prompt: string, runtime: Runtime
   }));
   const clipFolder = componentFolder(model, 'tokenizer_2');
   const clipTokenizer = ClipTokenizer.fromFiles(await readText(await clipFolder('vocab.json')), await readText(await clipFolder('merges.txt')));
-  const pooled = await timed('clip', onEvent, () => guardGpuMemory(runtime.device, 'the CLIP text encoder', async () => {
+  const pooled = await timed('clip', onEvent, () => guardStage(runtime, 'the CLIP text encoder', async () => {
     const clip = await createClipTextEncoder(await openComponent(model, 'text_encoder_2'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
     try {
       return (await clip.run(clipTokenizer.encode(prompt))).pooled;
@@ -218,7 +225,7 @@ async function runStages(
   if (!resume) onEvent({ type: 'stage', stage: 'vae-encode', message: 'VAE encoding …' });
   const loadStart = performance.now();
   // Each stage's allocations and first dispatches run in an out-of-memory scope (runtime/gpuOutOfMemory.ts).
-  const guard = <T>(stage: string, work: () => Promise<T>) => guardGpuMemory(runtime.device, stage, work);
+  const guard = <T>(stage: string, work: () => Promise<T>) => guardStage(runtime, stage, work);
   const vae = await createVae(await openComponent(model, 'vae'), {
     provider: runtime.provider, dtype: runtime.dtype, maxTensorBytes: runtime.maxStorageBufferBindingSize,
     device: runtime.device ?? undefined, memoryBudgetBytes: runtime.vaeBudgetBytes,
@@ -343,7 +350,7 @@ async function encodeTextAndImage(
   onEvent({ type: 'stage', stage: 'image', message: 'CLIP Vision encoding …' });
   const start = resizeAndCenterCrop(input.image, width, height);
   const end = input.endImage ? resizeAndCenterCrop(input.endImage, width, height) : undefined;
-  const imageEmbeddings = await timed('siglip', onEvent, () => guardGpuMemory(runtime.device, 'the SigLIP image encoder', async (): Promise<Tensor> => {
+  const imageEmbeddings = await timed('siglip', onEvent, () => guardStage(runtime, 'the SigLIP image encoder', async (): Promise<Tensor> => {
     const siglip = await createSiglipImageEncoder(await openComponent(model, 'image_encoder'), { provider: runtime.provider, dtype: runtime.dtype, quantized: false });
     try {
       const first = await siglip.run(siglipPixelValues(start, pkg.siglipImageSize));

@@ -5,7 +5,7 @@
 // through the same engine (the same 4-bit weights, the block plans on the CPU executor); the page's transformer
 // report shows that every block ran through the plan's kernels, dispatch for dispatch; the network log shows that a second run reads the
 // model from IndexedDB, and Stop keeps the finished section; a reload after the first section leaves an interrupted
-// gallery entry whose Continue finishes the video with the uninterrupted run's frames. Bad inputs are in appErrors.spec.ts. It also writes the
+// gallery entry whose Continue, through two GPU devices destroyed mid-section (?loseDeviceAt), finishes the video with the uninterrupted run's frames. Bad inputs are in appErrors.spec.ts. It also writes the
 // README's screenshots of the empty, generating and done states (docs/screenshot-*.png).
 
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
@@ -62,7 +62,7 @@ function runCli(out: string): Promise<{ code: number; log: string; seconds: numb
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['scripts/run-node.mjs', 'src/cli/generate.ts', '--', '--model', 'public/models/tiny', '--image', IMAGE,
       '--prompt', JOB.prompt, '--seconds', JOB.seconds, '--seed', JOB.seed, '--steps', String(JOB.steps), '--out', out,
-      '--provider', 'wasm', '--dtype', 'float32', '--q4'], { cwd: ROOT });
+      '--provider', 'wasm', '--dtype', 'float32', '--q4', '--cache-dir', join(WORK, 'cli-cache')], { cwd: ROOT });
     let log = '';
     child.stdout.on('data', (d) => { log += d; });
     child.stderr.on('data', (d) => { log += d; });
@@ -206,7 +206,7 @@ test.describe.serial('one job end to end, then from the cache with Stop, then re
     console.log(`stopped job: MP4 ${mp4.bytes} bytes, ${probe.nb_read_frames} frames`);
   });
 
-  test('a reload after the first section leaves it in the gallery as interrupted; Continue finishes the uninterrupted run\'s video', async () => {
+  test('a reload after the first section leaves it in the gallery as interrupted; Continue, through two lost devices, finishes the uninterrupted run\'s video', async () => {
     test.setTimeout(JOB_TIMEOUT);
     await page.reload();
     await expect(page.getByTestId('adapter')).toHaveText('swiftshader', { timeout: 60_000 });
@@ -215,18 +215,26 @@ test.describe.serial('one job end to end, then from the cache with Stop, then re
     // The page writes the interrupted entry once the worker has stored the section's state; then the tab goes away.
     const interrupted = page.locator('[data-testid="gallery-entry"][data-interrupted="true"]');
     await expect(interrupted).toHaveCount(1, { timeout: JOB_TIMEOUT });
-    await page.reload();
+    // The page comes back with its GPU device to be destroyed twice in the continued section, after its first step
+    // (?loseDeviceAt, device.destroy() in the worker, as a GPU reset loses it).
+    await page.goto('/?loseDeviceAt=1:1,1:1');
     await expect(page.getByTestId('adapter')).toHaveText('swiftshader', { timeout: 60_000 });
     await expect(interrupted).toHaveCount(1);
     await expect(interrupted).toContainText('(interrupted)');
     await expect(interrupted).toContainText(`${videoFramesAfter('original', 1, SECTIONS, WINDOW)} frames`);
     await interrupted.getByTestId('gallery-continue').click();
     await expect(progress(page)).toHaveAttribute('data-phase', 'running');
+    const status = page.getByRole('status');
+    await expect(status).toContainText('The GPU device was lost; going on from section 2 on a new one (try 1 of 2)', { timeout: JOB_TIMEOUT });
+    await screenshot(page, 'device-recovery');
+    await expect(status).toContainText('(try 2 of 2)', { timeout: JOB_TIMEOUT });
     await waitIdle(page);
     await expect(page.getByTestId('error')).toHaveCount(0);
-    // Continue ran the second section only.
+    // Continue ran the second section only: its first step on each of the three devices, then the rest on the last.
     const steps = (await attr(page, 'step-log')).split(',');
     expect(steps.every((s) => s.startsWith('1:'))).toBe(true);
+    expect(steps.filter((s) => s === '1:1')).toHaveLength(3);
+    expect(steps.slice(2)).toEqual(Array.from({ length: JOB.steps }, (_, i) => `1:${i + 1}`));
     await expect(interrupted).toHaveCount(0);
 
     const mp4 = await downloadMp4(page, 'continued.mp4');
@@ -240,7 +248,7 @@ test.describe.serial('one job end to end, then from the cache with Stop, then re
     const uninterrupted = rgbFrames(join(WORK, 'app.mp4'), probe.width, probe.height);
     const exact = rgbFrames(join(WORK, 'cli.y4m'), probe.width, probe.height);
     const q = psnr(got, exact), qRef = psnr(uninterrupted, exact), qMp4 = psnr(got, uninterrupted);
-    console.log(`continued job: ${steps.length} steps after the reload, ${probe.nb_read_frames} frames; PSNR against the job's uncompressed frames ` +
+    console.log(`continued job: ${steps.length} steps after the reload (two lost devices), ${probe.nb_read_frames} frames; PSNR against the job's uncompressed frames ` +
       `${q.video.toFixed(2)} dB (the uninterrupted MP4: ${qRef.video.toFixed(2)} dB), against the uninterrupted MP4 ${qMp4.video.toFixed(2)} dB ` +
       `(worst frame ${qMp4.worstFrame.toFixed(2)} dB)`);
     expect(q.video).toBeGreaterThanOrEqual(qRef.video - 0.5); // measured 0.12 dB below

@@ -2,8 +2,9 @@
 // a file that is not an image (or too small, too large), a storage quota lowered through the DevTools protocol, a
 // server that cuts the connection mid-file (then Generate again resumes), a GPU buffer beyond the device's limit;
 // plus the real models' download path against a local mirror in the official repositories' layout, and the app shell
-// opening offline. Production build, Debian's Chromium, WebGPU on SwiftShader; the tiny model. It writes the README's
-// error screenshot (docs/screenshot-error.png).
+// opening offline; a GPU device lost three times, and an allocation the driver refuses. Production build, Debian's
+// Chromium, WebGPU on SwiftShader; the tiny model. It writes the README's error screenshots (docs/screenshot-error.png,
+// screenshot-device-lost.png, screenshot-out-of-memory.png).
 
 import { expect, test } from '@playwright/test';
 import { mkdirSync, symlinkSync } from 'node:fs';
@@ -77,6 +78,36 @@ test.describe('bad input gets a clear message and loses nothing', () => {
     await expect(error).toContainText(/could not allocate \d+ (MiB|KiB) for the VAE encoder at \d+×\d+ pixels \(this device allows at most 32 KiB in one buffer\)/);
     await expect(page.getByText('Pick a smaller size under Settings → Resolution')).toBeVisible();
     await expect(progress(page)).toHaveAttribute('data-phase', 'idle');
+  });
+
+  test('a GPU device lost three times: the job ends with a message naming the likely cause and what to try', async ({ page }) => {
+    test.setTimeout(10 * 60_000);
+    // device.destroy() in the worker as each try's text stage begins (?loseDeviceAt): two new devices, then the end.
+    await page.goto('/?loseDeviceAt=text,text,text');
+    await expect(page.getByTestId('adapter')).toHaveText('swiftshader', { timeout: 60_000 });
+    await fillJob(page);
+    await page.getByTestId('generate').click();
+    const error = page.getByTestId('error');
+    await expect(error).toHaveAttribute('data-error-name', 'RepeatedDeviceLossError', { timeout: 8 * 60_000 });
+    await expect(error).toContainText(/lost 3 times during this job, most likely GPU resets .* or the driver, so the job stopped; the 0 finished sections are kept\. Try a smaller resolution/);
+    await expect(progress(page)).toHaveAttribute('data-phase', 'idle');
+    await screenshot(page, 'device-lost');
+  });
+
+  test('the driver refuses an allocation: GpuOutOfMemoryError names the stage, the size and what to do', async ({ page }) => {
+    test.setTimeout(10 * 60_000);
+    // The Llama encoder's stage first asks for one buffer of the device's largest size (?oversizeBufferIn), which
+    // SwiftShader's driver refuses (VK_ERROR_OUT_OF_DEVICE_MEMORY): the refusal a full GPU gives, caught by the
+    // stage's error scope. (A capped browser cannot stand in: Chromium ends its GPU process when malloc fails.)
+    await page.goto(`/?oversizeBufferIn=${encodeURIComponent('the Llama text encoder')}`);
+    await expect(page.getByTestId('adapter')).toHaveText('swiftshader', { timeout: 60_000 });
+    await fillJob(page);
+    await page.getByTestId('generate').click();
+    const error = page.getByTestId('error');
+    await expect(error).toHaveAttribute('data-error-name', 'GpuOutOfMemoryError', { timeout: 8 * 60_000 });
+    await expect(error).toContainText(/The GPU ran out of memory in the Llama text encoder: it refused part of the \d+\.\d\d GiB asked for there, .* Every finished section is kept\. Choose a smaller resolution or a lower memory budget/);
+    await expect(progress(page)).toHaveAttribute('data-phase', 'idle');
+    await screenshot(page, 'out-of-memory');
   });
 
   test.describe('a server that cuts the connection mid-file', () => {

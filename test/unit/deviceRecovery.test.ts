@@ -2,11 +2,16 @@
 // bundled tiny model at a tiny size (32×32, latent window 3, two sections, two steps), devices destroyed with
 // device.destroy() in the middle of sections as a GPU reset would. Ground truth is an uninterrupted run with the
 // same seed: after two losses the job must finish with the same frames, having run no encoder and no finished
-// section twice; a job continued from a saved checkpoint (the bytes a closed tab leaves) must make the same frames
-// as the uninterrupted run; and a third loss must end the job with RepeatedDeviceLossError.
+// section twice; a job stopped after its first section must go on from the CLI's job folder on disk (cli/jobFolder.ts,
+// the state and frames a killed process leaves) to the uninterrupted run's Y4M, byte for byte; and a third loss must
+// end the job with RepeatedDeviceLossError.
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { jobFolder } from '../../src/cli/jobFolder.ts';
 import { openLocalModel } from '../../src/cli/modelSources.ts';
+import { y4mSink } from '../../src/cli/y4mSink.ts';
 import { RepeatedDeviceLossError } from '../../src/errors/index.ts';
 import { videoFramesAfter } from '../../src/pipeline/frameCount.ts';
 import type { Tensor } from '../../src/pipeline/tensor.ts';
@@ -46,19 +51,22 @@ function psnr(a: Tensor, b: Tensor): number {
 describe('a lost GPU device during a job (Node, SwiftShader)', () => {
   let model: ModelSource;
   const uninterrupted = collectVideo();
-  const sectionCalls: { final: Tensor; held: Tensor }[] = [];
   const checkpoints: JobCheckpoint[] = [];
+
+  const uninterruptedY4m = join(mkdtempSync(join(tmpdir(), 'uninterrupted-')), 'video.y4m');
 
   beforeAll(async () => {
     await ortReady();
     model = await openLocalModel(join(import.meta.dirname, '../../public/models/tiny'));
     const { runtime } = await freshRuntime();
+    const y4m = y4mSink(uninterruptedY4m, model.package.fps, `${uninterruptedY4m}.parts`);
     await runJob(model, { image, settings }, runtime, {
       frames(final, held, placement, k) {
-        sectionCalls[k] = { final, held };
         uninterrupted.sink.frames(final, held, placement, k);
+        y4m.frames(final, held, placement, k);
       },
     }, () => {}, { onCheckpoint: (c) => { checkpoints.push(c); } });
+    y4m.finish();
   }, 600_000);
 
   it('goes on after two losses mid-section on new devices, and makes the uninterrupted run\'s frames', async () => {
@@ -98,20 +106,40 @@ describe('a lost GPU device during a job (Node, SwiftShader)', () => {
     expect(p).toBe(Infinity); // the same kernels on the same software GPU: bit-identical
   }, 600_000);
 
-  it('continues from a saved checkpoint (its bytes) with the uninterrupted run\'s frames', async () => {
-    const saved = checkpoints.find((c) => c.loop?.sectionsDone === 1)!;
-    const bytes = encodeJobState(saved);
-    const resumed = decodeJobState(bytes);
-    const calls: { k: number; final: Tensor; held: Tensor }[] = [];
+  it('goes on from the CLI\'s job folder after a stop past the first section, writing the uninterrupted run\'s Y4M', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'job-folder-'));
+    const stopped = jobFolder(cache, 'job');
+    const first = y4mSink(join(cache, 'first.y4m'), model.package.fps, stopped.dir);
+    const controller = new AbortController();
     const { runtime } = await freshRuntime();
+    await expect(runJob(model, { image, settings }, runtime, first, () => {}, {
+      signal: controller.signal,
+      onCheckpoint(c) {
+        stopped.save(c);
+        if (c.loop?.sectionsDone === 1) controller.abort(new Error('the process was killed'));
+      },
+    })).rejects.toThrow('the process was killed');
+    // What a process killed between the next section's frames and its state would also leave: a later part.
+    writeFileSync(join(stopped.dir, 'section-1.frames'), 'cut short');
+    const stateBytes = statSync(join(stopped.dir, 'state.bin')).size;
+
+    // Another process: the folder read back from disk, a new device.
+    const folder = jobFolder(cache, 'job');
+    const resume = folder.saved()!;
+    expect(resume.loop?.sectionsDone).toBe(1);
+    const out = join(cache, 'continued.y4m');
+    const sink = y4mSink(out, model.package.fps, folder.dir, { sectionsDone: 1, held: resume.loop!.held, placement: 'before' });
     const steps: number[] = [];
-    await runJob(model, { image, settings }, runtime, { frames(final, held, _p, k) { calls.push({ k, final, held }); } },
-      (e) => { if (e.type === 'step') steps.push(e.section); }, { resume: resumed });
-    console.log(`checkpoint after section 1: ${bytes.byteLength} bytes`);
-    expect(steps.every((s) => s === 1)).toBe(true);
-    expect(calls.map((c) => c.k)).toEqual([1]);
-    expect(psnr(calls[0].final, sectionCalls[1].final)).toBe(Infinity);
-    expect(psnr(calls[0].held, sectionCalls[1].held)).toBe(Infinity);
+    const { runtime: next } = await freshRuntime();
+    await runJob(model, { image, settings }, next, sink, (e) => { if (e.type === 'step') steps.push(e.section); }, { resume });
+    const frames = sink.finish();
+    console.log(`job folder after section 1: state.bin ${stateBytes} bytes; continued: ${frames} frames`);
+    expect(new Set(steps)).toEqual(new Set([1]));
+    expect(frames).toBe(videoFramesAfter('original', 2, 2, 3));
+    // Byte for byte the Y4M the uninterrupted run wrote (the same kernels on the same software GPU).
+    expect(readFileSync(out).equals(readFileSync(uninterruptedY4m))).toBe(true);
+    folder.clear();
+    expect(existsSync(folder.dir)).toBe(false);
   }, 600_000);
 
   it('ends with RepeatedDeviceLossError on a third loss, keeping the finished section', async () => {
