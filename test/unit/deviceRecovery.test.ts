@@ -1,10 +1,10 @@
 // A GPU device lost in the middle of a job, in Node on SwiftShader through the engine (worker/jobRecovery.ts): the
 // bundled tiny model at a tiny size (32×32, latent window 3, two sections, two steps), devices destroyed with
-// device.destroy() in the middle of sections as a GPU reset would. Ground truth is an uninterrupted run with the
-// same seed: after two losses the job must finish with the same frames, having run no encoder and no finished
-// section twice; a job stopped after its first section must go on from the CLI's job folder on disk (cli/jobFolder.ts,
-// the state and frames a killed process leaves) to the uninterrupted run's Y4M, byte for byte; and a third loss must
-// end the job with RepeatedDeviceLossError.
+// device.destroy() as a GPU reset would. Ground truth is an uninterrupted run with the same seed. One job loses its
+// device in the middle of section 0 and goes on on a new one, is killed once section 0 is saved in the CLI's job
+// folder (cli/jobFolder.ts: the state and frames a killed process leaves on disk), goes on from that folder in a
+// new "process", loses its device in the middle of section 1, and must end with the uninterrupted run's frames and
+// Y4M, having run no encoder and no finished section twice; a third loss must end a job with RepeatedDeviceLossError.
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import { setupOrt } from '../../src/runtime/ort.ts';
 import { DEFAULT_SETTINGS, runJob, type JobCheckpoint, type JobEvent, type RuntimeChoice } from '../../src/worker/engine.ts';
 import { runJobWithRecovery } from '../../src/worker/jobRecovery.ts';
 import { decodeJobState, encodeJobState } from '../../src/worker/jobState.ts';
+import type { FrameSink } from '../../src/worker/framepackLoop.ts';
 import type { ModelSource } from '../../src/worker/modelPackage.ts';
 import { collectVideo } from '../../src/worker/videoCollector.ts';
 import { ortReady } from '../helpers/ortSetup.ts';
@@ -69,74 +70,71 @@ describe('a lost GPU device during a job (Node, SwiftShader)', () => {
     y4m.finish();
   }, 600_000);
 
-  it('goes on after two losses mid-section on new devices, and makes the uninterrupted run\'s frames', async () => {
+  it('goes on after a loss, a kill with the state in the CLI\'s job folder, and a second loss, to the uninterrupted run\'s video', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'job-folder-'));
     const video = collectVideo();
-    const received: number[] = [];
-    const events: { attempt: number; e: JobEvent }[] = [];
-    let attempt = -1;
+    const received: number[][] = [[], []];
+    const events: { run: number; attempt: number; e: JobEvent }[] = [];
+    let run = 0, attempt = -1;
     let device: GPUDevice | null = null;
-    await runJobWithRecovery(model, { image, settings }, {
+    const openRuntime = async (n: number) => {
+      attempt = n;
+      const r = await freshRuntime();
+      device = r.device;
+      return r.runtime;
+    };
+    // Lost after the first step of section `section` on the first device of this run.
+    const losing = (section: number) => (e: JobEvent) => {
+      events.push({ run, attempt, e });
+      if (e.type === 'step' && e.step === 1 && e.section === section && attempt === 0) device!.destroy();
+    };
+    const sinkFor = (y4m: ReturnType<typeof y4mSink>): FrameSink => ({
       frames(final, held, placement, k) {
-        received.push(k);
+        received[run].push(k);
         video.sink.frames(final, held, placement, k);
-      },
-    }, (e) => {
-      events.push({ attempt, e });
-      // Lost after the first step of section 0 (first device), then of section 1 (second device).
-      if (e.type === 'step' && e.step === 1 && e.section === attempt && attempt < 2) device!.destroy();
-    }, {
-      async openRuntime(n) {
-        attempt = n;
-        const r = await freshRuntime();
-        device = r.device;
-        return r.runtime;
+        y4m.frames(final, held, placement, k);
       },
     });
-    const recoveries = events.filter((x) => x.e.type === 'recovery').map((x) => x.e as Extract<JobEvent, { type: 'recovery' }>);
-    expect(recoveries.map((r) => r.fromSection)).toEqual([0, 1]);
-    // Each finished section reached the sink once; the encoders ran once; the third device ran section 1 only.
-    expect(received).toEqual([0, 1]);
-    expect(events.filter((x) => x.e.type === 'timing' && x.e.what === 'llama')).toHaveLength(1);
-    expect(new Set(events.filter((x) => x.attempt === 2 && x.e.type === 'step').map((x) => (x.e as { section: number }).section))).toEqual(new Set([1]));
-    const got = video.whole(), want = uninterrupted.whole();
-    expect(got.shape[2]).toBe(videoFramesAfter('original', 2, 2, 3));
-    expect(got.shape).toEqual(want.shape);
-    const p = psnr(got, want);
-    console.log(`two losses: ${got.shape[2]} frames, PSNR against the uninterrupted run ${p} dB`);
-    expect(p).toBe(Infinity); // the same kernels on the same software GPU: bit-identical
-  }, 600_000);
 
-  it('goes on from the CLI\'s job folder after a stop past the first section, writing the uninterrupted run\'s Y4M', async () => {
-    const cache = mkdtempSync(join(tmpdir(), 'job-folder-'));
-    const stopped = jobFolder(cache, 'job');
-    const first = y4mSink(join(cache, 'first.y4m'), model.package.fps, stopped.dir);
+    // Process 1: its device is lost in section 0; a new one finishes the section; then the process is killed.
+    const first = jobFolder(cache, 'job');
     const controller = new AbortController();
-    const { runtime } = await freshRuntime();
-    await expect(runJob(model, { image, settings }, runtime, first, () => {}, {
+    await expect(runJobWithRecovery(model, { image, settings }, sinkFor(y4mSink(join(cache, 'first.y4m'), model.package.fps, first.dir)), losing(0), {
       signal: controller.signal,
+      openRuntime,
       onCheckpoint(c) {
-        stopped.save(c);
+        first.save(c);
         if (c.loop?.sectionsDone === 1) controller.abort(new Error('the process was killed'));
       },
     })).rejects.toThrow('the process was killed');
     // What a process killed between the next section's frames and its state would also leave: a later part.
-    writeFileSync(join(stopped.dir, 'section-1.frames'), 'cut short');
-    const stateBytes = statSync(join(stopped.dir, 'state.bin')).size;
+    writeFileSync(join(first.dir, 'section-1.frames'), 'cut short');
+    const stateBytes = statSync(join(first.dir, 'state.bin')).size;
 
-    // Another process: the folder read back from disk, a new device.
+    // Process 2: the folder read back from disk; its first device is lost in section 1, a new one finishes.
+    run = 1;
     const folder = jobFolder(cache, 'job');
     const resume = folder.saved()!;
     expect(resume.loop?.sectionsDone).toBe(1);
     const out = join(cache, 'continued.y4m');
-    const sink = y4mSink(out, model.package.fps, folder.dir, { sectionsDone: 1, held: resume.loop!.held, placement: 'before' });
-    const steps: number[] = [];
-    const { runtime: next } = await freshRuntime();
-    await runJob(model, { image, settings }, next, sink, (e) => { if (e.type === 'step') steps.push(e.section); }, { resume });
-    const frames = sink.finish();
-    console.log(`job folder after section 1: state.bin ${stateBytes} bytes; continued: ${frames} frames`);
-    expect(new Set(steps)).toEqual(new Set([1]));
+    const y4m = y4mSink(out, model.package.fps, folder.dir, { sectionsDone: 1, held: resume.loop!.held, placement: 'before' });
+    await runJobWithRecovery(model, { image, settings }, sinkFor(y4m), losing(1), { resume, openRuntime, onCheckpoint: (c) => folder.save(c) });
+    const frames = y4m.finish();
+
+    const recoveries = events.filter((x) => x.e.type === 'recovery').map((x) => ({ run: x.run, from: (x.e as Extract<JobEvent, { type: 'recovery' }>).fromSection }));
+    expect(recoveries).toEqual([{ run: 0, from: 0 }, { run: 1, from: 1 }]);
+    // Each finished section reached a sink once; the encoders ran once; the second process ran section 1 only.
+    expect(received).toEqual([[0], [1]]);
+    expect(events.filter((x) => x.e.type === 'timing' && x.e.what === 'llama')).toHaveLength(1);
+    expect(new Set(events.filter((x) => x.run === 1 && x.e.type === 'step').map((x) => (x.e as { section: number }).section))).toEqual(new Set([1]));
+    const got = video.whole(), want = uninterrupted.whole();
     expect(frames).toBe(videoFramesAfter('original', 2, 2, 3));
-    // Byte for byte the Y4M the uninterrupted run wrote (the same kernels on the same software GPU).
+    expect(got.shape[2]).toBe(frames);
+    expect(got.shape).toEqual(want.shape);
+    const p = psnr(got, want);
+    console.log(`two losses and a kill: state.bin ${stateBytes} bytes after section 1; ${frames} frames, PSNR against the uninterrupted run ${p} dB`);
+    expect(p).toBe(Infinity); // the same kernels on the same software GPU: bit-identical
+    // Byte for byte the Y4M the uninterrupted run wrote; a finished job's folder is deleted (as the CLI does).
     expect(readFileSync(out).equals(readFileSync(uninterruptedY4m))).toBe(true);
     folder.clear();
     expect(existsSync(folder.dir)).toBe(false);
@@ -148,8 +146,9 @@ describe('a lost GPU device during a job (Node, SwiftShader)', () => {
     const received: number[] = [];
     let thrown: unknown = null;
     try {
+      // Each device is lost as its try's sampling begins (the losses' place is the two-loss test's business).
       await runJobWithRecovery(model, { image, settings }, { frames(_f, _h, _p, k) { received.push(k); } }, (e) => {
-        if (e.type === 'step') device!.destroy();
+        if (e.type === 'stage' && e.stage === 'sampling') device!.destroy();
       }, {
         resume: saved,
         async openRuntime() {
