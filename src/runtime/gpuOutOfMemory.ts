@@ -12,7 +12,7 @@ import { trackGpuMemory } from './gpuMemory.ts';
  * GpuOutOfMemoryError when the device refused an allocation meanwhile, even when `work` failed in another way
  * first (onnxruntime fails on with the invalid buffer), since the refusal is the cause a person can act on.
  * `oversize` first asks for one buffer of the device's largest size (diagnostics: SwiftShader's driver refuses
- * any single allocation of 1 GiB, its maxBufferSize, so a refusal can be rehearsed in a browser without a GPU).
+ * one allocation of 1 GiB, its maxBufferSize, while 512 MiB pass, so a refusal can be rehearsed without a GPU).
  */
 export async function guardGpuMemory<T>(device: GPUDevice | null, stage: string, work: () => Promise<T>, oversize = false): Promise<T> {
   if (!device) return work();
