@@ -8,7 +8,7 @@
 // object.
 
 import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
-import { requestGpu } from '../src/runtime/device.ts';
+import { gpuName, requestGpu } from '../src/runtime/device.ts';
 import {
   attentionFlops,
   createFlashAttention,
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
         `${result.tflops!.toFixed(1)} TFLOP/s; rows ${checkedRows.join(',')} rel err ${result.relErr!.toExponential(2)} (abs ${result.absErr!.toExponential(2)})`,
     );
   }
-  console.log(JSON.stringify({ bench: 'attentionKernel', device: `${capabilities.vendor} ${capabilities.architecture} ${capabilities.description}`.trim(), n, heads, headDim, results }));
+  console.log(JSON.stringify({ bench: 'attentionKernel', device: gpuName(capabilities), n, heads, headDim, results }));
   device.destroy();
 }
 

@@ -26,7 +26,7 @@ import { buildDiT, hiddenSize, mlpWidth, parseDiTConfig, type DiTConfig } from '
 import type { BlockKind, BlockPlan, BlockStage } from '../src/models/ditBlocks.ts';
 import type { WeightSet } from '../src/models/graph.ts';
 import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
-import { requestGpu } from '../src/runtime/device.ts';
+import { gpuName, requestGpu } from '../src/runtime/device.ts';
 import { gpuTensor, setupOrt, type OrtTensor } from '../src/runtime/ort.ts';
 import { WeightResidency, hostBlockBytes, type HostBlock, type HostTensor } from '../src/runtime/residency.ts';
 import { attentionFlops } from '../src/kernels/flashAttention.ts';
@@ -63,7 +63,7 @@ const d = hiddenSize(config);
 
 if (flag('numerics')) {
   const report = await blockNumerics({ device, config, imageTokens, condTokens, dtype, kernelPath, roundReferenceWeights: !flag('unrounded-weights') });
-  console.log(JSON.stringify({ gpu: `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim(), ...report }));
+  console.log(JSON.stringify({ gpu: gpuName(ctx.capabilities), ...report }));
   for (const line of formatBlockNumerics(report)) console.log(line);
   process.exit(0);
 }
@@ -240,7 +240,7 @@ const bytesOf = (plan: BlockPlan) => hostBlockBytes(random.get(plan)!);
 const weightBytes = config.layers * bytesOf(plans.dual) + config.singleLayers * bytesOf(plans.single);
 
 const result = {
-  gpu: `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim(),
+  gpu: gpuName(ctx.capabilities),
   dtype,
   kernels: runner.kernels,
   imageTokens,

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_SETTINGS, runJob, type JobSettings } from '../src/worker/engine.ts';
 import { nodeRuntime } from '../src/cli/nodeRuntime.ts';
+import { gpuName } from '../src/runtime/device.ts';
 import { trackGpuMemory, type GpuMemoryTracker } from '../src/runtime/gpuMemory.ts';
 import { y4mSink } from '../src/cli/y4mSink.ts';
 import type { RgbImage } from '../src/pipeline/resize.ts';
@@ -88,8 +89,8 @@ async function runOneJob() {
     ...DEFAULT_SETTINGS, prompt: PROMPT, variant,
     seconds: Number(opt('seconds', '5')), steps: Number(opt('steps', '25')), teacache: !flag('no-teacache'),
   };
-  const gpuName = gpu ? `${gpu.capabilities.vendor} ${gpu.capabilities.architecture} ${gpu.capabilities.description}`.trim() : 'none';
-  console.error(`job bench: ${variant}, ${settings.seconds} s, ${settings.steps} steps, TeaCache ${settings.teacache ? 'on' : 'off'}, ${runtime.dtype}, path ${kernelPath}, budget ${budgetGb || 'all resident'}; GPU ${gpuName}`);
+  const gpuLabel = gpu ? gpuName(gpu.capabilities) : 'none';
+  console.error(`job bench: ${variant}, ${settings.seconds} s, ${settings.steps} steps, TeaCache ${settings.teacache ? 'on' : 'off'}, ${runtime.dtype}, path ${kernelPath}, budget ${budgetGb || 'all resident'}; GPU ${gpuLabel}`);
   console.error(`pack (generated on read): ${Object.entries(pack.bytes).map(([k, v]) => `${k} ${gib(v)}`).join(', ')} GiB`);
 
   const smi = nvidiaSmi();
@@ -140,7 +141,7 @@ async function runOneJob() {
   if (smi) for (const s of stages) s.smiPeak = Math.max(0, ...smi.samples.filter(([t]) => t >= s.t0 - 100 && t <= s.t1 + 100).map(([, b]) => b));
   const videoSeconds = frames / 30;
   return {
-    gpu: gpuName, variant, settings: { seconds: settings.seconds, steps: settings.steps, teacache: settings.teacache, dtype: runtime.dtype, path: kernelPath, budgetGb: budgetGb || null },
+    gpu: gpuLabel, variant, settings: { seconds: settings.seconds, steps: settings.steps, teacache: settings.teacache, dtype: runtime.dtype, path: kernelPath, budgetGb: budgetGb || null },
     bucket: `${plan.width}×${plan.height}`, sections: result.sections, frames, totalMs, firstPreviewMs, secondsPerVideoSecond: totalMs / 1000 / videoSeconds,
     peakRssBytes: process.resourceUsage().maxRSS * 1024, packBytes: pack.bytes,
     stages: stages.map(({ t0: _a, t1: _b, ...s }) => s), steps,

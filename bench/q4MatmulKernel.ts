@@ -16,7 +16,7 @@
 // run() to the queue going idle (it records its own passes). Last line: one JSON object.
 
 import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
-import { requestGpu } from '../src/runtime/device.ts';
+import { gpuName, requestGpu } from '../src/runtime/device.ts';
 import {
   DEFAULT_TILING,
   createQ4Matmul,
@@ -100,7 +100,7 @@ device.addEventListener('uncapturederror', (e) => console.error('WebGPU error:',
 (globalThis as { navigator?: { gpu?: GPU } }).navigator ??= {};
 (globalThis as unknown as { navigator: { gpu?: GPU } }).navigator.gpu ??= gpu;
 setupOrt({ device });
-const deviceName = `${capabilities.vendor} ${capabilities.architecture} ${capabilities.description}`.trim();
+const deviceName = gpuName(capabilities);
 console.log(`device: ${deviceName}; f16 ${capabilities.shaderF16}, subgroup-matrix ${capabilities.subgroupMatrix}, timestamps ${capabilities.timestampQuery}`);
 
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_SETTINGS, runJob, type JobSettings } from '../src/worker/engine.ts';
 import { nodeRuntime } from '../src/cli/nodeRuntime.ts';
+import { gpuName } from '../src/runtime/device.ts';
 import { openLocalModel } from '../src/cli/modelSources.ts';
 import { trackGpuMemory, type GpuMemoryTracker } from '../src/runtime/gpuMemory.ts';
 import { y4mSink } from '../src/cli/y4mSink.ts';
@@ -79,7 +80,7 @@ const settings: JobSettings = {
   latentWindow: opt('window', '') ? Number(opt('window', '')) : null,
   bucket: bucketOpt ? { width: bw, height: bh } : null,
 };
-const gpuName = gpu ? `${gpu.capabilities.vendor} ${gpu.capabilities.architecture} ${gpu.capabilities.description}`.trim() : 'none';
+const gpuLabel = gpu ? gpuName(gpu.capabilities) : 'none';
 const size = 256;
 const image = { width: size, height: size, data: new Uint8Array(size * size * 3).map((_, i) => (i * 37 + (i >> 9)) % 256) };
 
@@ -89,7 +90,7 @@ const sink = y4mSink(y4m, model.package.fps, join(dir, 'parts'));
 const samples: Sample[] = [];
 const t0 = performance.now();
 let plan = { sections: 0, frames: 0, width: 0, height: 0 };
-console.error(`soak: ${model.package.name}, ${settings.variant}, ${settings.seconds} s, ${settings.steps} steps, TeaCache ${settings.teacache ? 'on' : 'off'}, ${runtime.dtype}; GPU ${gpuName}`);
+console.error(`soak: ${model.package.name}, ${settings.variant}, ${settings.seconds} s, ${settings.steps} steps, TeaCache ${settings.teacache ? 'on' : 'off'}, ${runtime.dtype}; GPU ${gpuLabel}`);
 await runJob(model, { image, settings }, runtime, sink, (e) => {
   if (e.type === 'plan') {
     plan = e;
@@ -123,10 +124,10 @@ for (const s of samples) rows.push(`| ${s.section} | ${s.at.toFixed(1)} | ${mib(
 rows.push(`| **slope per section** (2…${samples.length}) | | ${(slopes.rss / 2 ** 20).toFixed(3)} | ${(slopes.gpuLive / 2 ** 20).toFixed(3)} | ${(slopes.gpuPeak / 2 ** 20).toFixed(3)} | ${slopes.smi === null ? '—' : (slopes.smi / 2 ** 20).toFixed(3)} |`);
 console.log(rows.join('\n'));
 const spread = (v: number[]) => (Math.max(...v) - Math.min(...v)) / 2 ** 20;
-console.log(`GPU ${gpuName}; ${plan.sections} sections at ${plan.width}×${plan.height}, ${frames} frames written in ${totalS.toFixed(1)} s; ` +
+console.log(`GPU ${gpuLabel}; ${plan.sections} sections at ${plan.width}×${plan.height}, ${frames} frames written in ${totalS.toFixed(1)} s; ` +
   `RSS range over sections 2…: ${spread(later.map((s) => s.rss)).toFixed(1)} MiB, GPU live range ${spread(later.map((s) => s.gpuLive)).toFixed(1)} MiB; peak RSS ${mib(process.resourceUsage().maxRSS * 1024)} MiB`);
 console.log(probed ? `ffprobe ${out}: ${probed.frames} frames at ${probed.fps} fps` : 'ffmpeg/ffprobe not available: no MP4 made');
-if (opt('json', '')) writeFileSync(opt('json', ''), `${JSON.stringify({ gpu: gpuName, settings, plan, frames, totalS, samples, slopes, probed })}\n`);
+if (opt('json', '')) writeFileSync(opt('json', ''), `${JSON.stringify({ gpu: gpuLabel, settings, plan, frames, totalS, samples, slopes, probed })}\n`);
 if (!opt('out', '')) rmSync(dir, { recursive: true, force: true });
 else rmSync(y4m, { force: true });
 process.exit(0);

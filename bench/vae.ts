@@ -23,7 +23,7 @@ import realConfig from '../src/models/configs/vae.json' with { type: 'json' };
 import tinyConfig from '../test/fixtures/reference/vae_tiny/config.json' with { type: 'json' };
 import { parseVaeConfig, vaeDecoderLayers, vaeEncoderLayers, type VaeConfig } from '../src/models/vae.ts';
 import { nodeGpu } from '../src/runtime/nodeWebgpu.ts';
-import { readGpuBuffer, requestGpu } from '../src/runtime/device.ts';
+import { gpuName, readGpuBuffer, requestGpu } from '../src/runtime/device.ts';
 import { trackGpuMemory } from '../src/runtime/gpuMemory.ts';
 import type { Tensor } from '../src/pipeline/tensor.ts';
 import type { Checkpoint } from '../src/weights/checkpoint.ts';
@@ -44,8 +44,8 @@ const dtype = opt('dtype', ctx.capabilities.shaderF16 ? 'float16' : 'float32') a
 const config: VaeConfig = parseVaeConfig((small ? tinyConfig : realConfig) as Record<string, unknown>);
 const [height, width] = small ? [96, 80] : [640, 608];
 const s = config.spatialCompression;
-const gpuName = `${ctx.capabilities.vendor} ${ctx.capabilities.architecture} ${ctx.capabilities.description}`.trim();
-console.log(`VAE bench on ${gpuName}: ${small ? 'tiny fixture' : 'real'} config, ${dtype}, ${width}×${height} frames (latents ${width / s}×${height / s}); timestamp-query ${ctx.capabilities.timestampQuery ? 'yes' : 'no'}`);
+const gpuLabel = gpuName(ctx.capabilities);
+console.log(`VAE bench on ${gpuLabel}: ${small ? 'tiny fixture' : 'real'} config, ${dtype}, ${width}×${height} frames (latents ${width / s}×${height / s}); timestamp-query ${ctx.capabilities.timestampQuery ? 'yes' : 'no'}`);
 
 // ── random weights of realistic scale, by name, with the shapes the layer lists read ──
 function weightShapes(c: VaeConfig): Map<string, number[]> {
@@ -183,7 +183,7 @@ if (flag('numerics')) {
     sq += (a[i] - b[i]) ** 2;
     sqRef += b[i] ** 2;
   }
-  const report = { gpu: gpuName, workload: 'decode9/low', frames: results.float32.shape, maxRel: maxAbs / scale, maxAbs, rmsRel: Math.sqrt(sq / sqRef) };
+  const report = { gpu: gpuLabel, workload: 'decode9/low', frames: results.float32.shape, maxRel: maxAbs / scale, maxAbs, rmsRel: Math.sqrt(sq / sqRef) };
   console.log(JSON.stringify(report));
   console.log(`fp16 vs fp32 decode (9 latents, low-VRAM tiles): max rel ${report.maxRel.toExponential(2)} (max abs ${maxAbs.toExponential(2)} of scale ${scale.toFixed(3)}), RMS rel ${report.rmsRel.toExponential(2)}`);
   process.exit(0);
@@ -262,7 +262,7 @@ for (const w of workloads) {
   }
 }
 
-console.log(JSON.stringify({ gpu: gpuName, dtype, results }));
+console.log(JSON.stringify({ gpu: gpuLabel, dtype, results }));
 
 const torchFile = opt('torch', '');
 if (torchFile) {

@@ -9,7 +9,8 @@
 
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { framePlacement } from '../pipeline/history.ts';
 import { JobResumeError } from '../errors/engine.ts';
 import { DEFAULT_SETTINGS, type JobCheckpoint, type JobSettings } from '../worker/engine.ts';
 import { jobFolder, jobKey } from './jobFolder.ts';
@@ -21,7 +22,6 @@ import { readImageFile } from './imageFile.ts';
 import { y4mSink } from './y4mSink.ts';
 import { nodeRuntime, type GpuKind } from './nodeRuntime.ts';
 import type { ExecutionProvider } from '../runtime/ort.ts';
-import { existsSync } from 'node:fs';
 
 const USAGE = `usage: generate --model DIR --image FILE --prompt TEXT [--seconds S] [--seed N] [--steps K] [--out FILE.y4m|FILE.mp4]
   [--end-image FILE] [--variant original|f1] [--no-teacache] [--gs G] [--window N] [--provider webgpu|wasm] [--gpu auto|hardware|software]
@@ -83,7 +83,7 @@ async function main(): Promise<number> {
   }
   if (resume) console.error(`Going on with the job saved in ${folder.dir}: ${resume.loop?.sectionsDone ?? 0} sections were done (--fresh starts over).`);
   const sink = y4mSink(y4mPath, model.package.fps, folder.dir, resume?.loop
-    ? { sectionsDone: resume.loop.sectionsDone, held: resume.loop.held, placement: settings.variant === 'f1' ? 'after' : 'before' }
+    ? { sectionsDone: resume.loop.sectionsDone, held: resume.loop.held, placement: framePlacement(settings.variant) }
     : undefined);
   const controller = new AbortController();
   process.on('SIGINT', () => controller.abort(new Error('Stopped by Ctrl-C; the finished sections are kept.')));

@@ -156,6 +156,11 @@ export interface DecodeStep {
   placement: 'before' | 'after';
 }
 
+/** Where a section's frames go in the video: the original loop makes the end first (before), F1 appends (after). */
+export function framePlacement(variant: LoopVariant): 'before' | 'after' {
+  return variant === 'original' ? 'before' : 'after';
+}
+
 /**
  * The demos' decode after the section just appended: all real latents after the first section; then the
  * 2·lws newest (original: first 2·lws, + 1 on the last section; F1: last 2·lws) with overlap lws·4 − 3.
@@ -163,7 +168,7 @@ export interface DecodeStep {
 export function latentsToDecode(history: LatentHistory, latentWindow: number, isLast: boolean): DecodeStep {
   if (history.sectionsDone < 1) throw new HistoryError('Nothing to decode before the first section is appended.');
   const order = history.sectionsDone - 1;
-  const placement = history.variant === 'original' ? 'before' : 'after';
+  const placement = framePlacement(history.variant);
   const real = realHistory(history);
   if (order === 0) return { latents: real, overlap: 0, placement };
   const n = decodedLatentsAfterSection(history.variant, order, isLast, latentWindow);

@@ -73,6 +73,11 @@ export async function requestGpu(gpu: GPU | undefined, options: { powerPreferenc
   return { adapter, device, capabilities: describeAdapter(adapter), lost };
 }
 
+/** The adapter as benchmark reports name the GPU a figure came from: vendor, architecture, description. */
+export function gpuName(c: GpuCapabilities): string {
+  return `${c.vendor} ${c.architecture} ${c.description}`.trim();
+}
+
 /** Plain-words summary for the capability panel and the CLI banner. */
 export function explainCapabilities(c: GpuCapabilities): string[] {
   const gib = (n: number) => `${(n / 2 ** 30).toFixed(n >= 2 ** 30 ? 0 : 2)} GiB`;

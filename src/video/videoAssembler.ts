@@ -6,6 +6,7 @@
 // playable MP4 of everything so far is the held frames encoded as one more run, muxed with the runs in time order.
 
 import { overlapFrames } from '../pipeline/frameCount.ts';
+import { framePlacement } from '../pipeline/history.ts';
 import type { LoopVariant } from '../pipeline/sectionPlan.ts';
 import { appendStreaming, prependStreaming, startStreaming, type StreamingJoin } from '../pipeline/softAppend.ts';
 import type { Tensor } from '../pipeline/tensor.ts';
@@ -100,8 +101,8 @@ export class VideoAssembler {
    */
   addFrames(final: Tensor, held: Tensor, placement: 'before' | 'after'): Promise<void> {
     return this.serially(async () => {
-      if (placement !== (this.variant === 'f1' ? 'after' : 'before')) {
-        throw new VideoInputError(`The ${this.variant} loop places frames ${this.variant === 'f1' ? 'after' : 'before'} the video, got '${placement}'.`);
+      if (placement !== framePlacement(this.variant)) {
+        throw new VideoInputError(`The ${this.variant} loop places frames ${framePlacement(this.variant)} the video, got '${placement}'.`);
       }
       const { width, height } = videoDims(held);
       if (this.size && (this.size.width !== width || this.size.height !== height)) {
